@@ -1,0 +1,1 @@
+"""compress CLI (installed as compress_cli)."""

@@ -1,0 +1,36 @@
+"""rich progress bars on stderr for the library's Progress protocol."""
+from __future__ import annotations
+
+import contextlib
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBars, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from compress.progress import Progress
+
+stderr = Console(stderr=True)
+
+
+class RichProgress(Progress):
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    @contextlib.contextmanager
+    def task(self, description, total):
+        if self.quiet:
+            yield lambda n=1, **f: None
+            return
+        bars = RichBars(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=stderr, transient=True)
+        with bars:
+            tid = bars.add_task(description, total=total, info="")
+
+            def advance(n=1, **fields):
+                info = " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
+                bars.update(tid, advance=n, info=info)
+            yield advance
+
+    def log(self, message):
+        if not self.quiet:
+            stderr.print(f"[dim]{message}[/dim]", highlight=False)

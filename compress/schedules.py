@@ -1,0 +1,110 @@
+"""Per-block drop-rate schedules, in a registry keyed by name.
+
+* ``uniform``: every block at ``rate``.
+* ``linear``: d_l = rate * l / (L - 1); shallow blocks are almost never dropped.
+* ``adaptive``: after a warm-up at ``rate``, each block's rate follows its
+  measured importance (rate ~ 1/importance, mean held at ``rate``). With
+  ``target_keep`` it instead singles out the (1 - K) * L least important blocks
+  and anneals their rate towards ``max_rate`` while the rest sit at ``floor``,
+  re-ranking every epoch: the network learns to live without exactly the blocks
+  that will be removed.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import CompressError
+
+
+def n_keep(n_blocks: int, keep: float) -> int:
+    """Blocks kept for a keep ratio: round half up, at least one."""
+    return max(1, min(n_blocks, int(math.floor(keep * n_blocks + 0.5))))
+
+
+class Schedule:
+    name = "base"
+
+    def __init__(self, n_blocks: int, rate: float, **_):
+        if not 0.0 <= rate < 1.0:
+            raise CompressError(f"--drop-path-rate must be in [0, 1), got {rate}")
+        self.n = n_blocks
+        self.rate = rate
+
+    def rates(self, epoch: int, epochs: int, stats=None) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"name": self.name, "rate": self.rate}
+
+
+class Uniform(Schedule):
+    name = "uniform"
+
+    def rates(self, epoch, epochs, stats=None):
+        return np.full(self.n, self.rate)
+
+
+class Linear(Schedule):
+    name = "linear"
+
+    def rates(self, epoch, epochs, stats=None):
+        if self.n == 1:
+            return np.full(1, self.rate)
+        return self.rate * np.arange(self.n) / (self.n - 1)
+
+
+class Adaptive(Schedule):
+    name = "adaptive"
+
+    def __init__(self, n_blocks, rate, target_keep: float | None = None, warmup: int | None = None,
+                 floor: float = 0.02, cap: float = 0.8, max_rate: float = 0.9, **_):
+        super().__init__(n_blocks, rate)
+        if target_keep is not None and not 0.0 < target_keep <= 1.0:
+            raise CompressError(f"--target-keep must be in (0, 1], got {target_keep}")
+        self.target_keep = target_keep
+        self.warmup = warmup
+        self.floor, self.cap, self.max_rate = floor, cap, max_rate
+        self.targeted: list[int] = []
+
+    def _warmup(self, epochs):
+        return self.warmup if self.warmup is not None else max(1, epochs // 5)
+
+    def rates(self, epoch, epochs, stats=None):
+        warm = self._warmup(epochs)
+        if epoch < warm or stats is None or self.rate == 0.0:
+            return np.full(self.n, self.rate)
+        imp, _ = stats.importance()
+        known = ~np.isnan(imp)
+        if self.target_keep is not None:
+            n_drop = self.n - n_keep(self.n, self.target_keep)
+            order = np.argsort(np.where(known, imp, np.inf), kind="stable")
+            self.targeted = sorted(int(i) for i in order[:n_drop])
+            progress = min(1.0, (epoch - warm + 1) / max(1, epochs - warm))
+            out = np.full(self.n, self.floor)
+            out[self.targeted] = self.rate + (self.max_rate - self.rate) * progress
+            return out
+        inv = 1.0 / np.maximum(np.where(known, imp, np.nanmedian(imp) if known.any() else 1.0), 1e-3)
+        out = inv / inv.mean() * self.rate
+        for _ in range(20):  # clip, then restore the mean on the unclipped ones
+            out = np.clip(out, self.floor, self.cap)
+            free = (out > self.floor) & (out < self.cap)
+            gap = self.rate * self.n - out.sum()
+            if abs(gap) < 1e-9 or not free.any():
+                break
+            out[free] += gap * out[free] / out[free].sum()
+        return np.clip(out, self.floor, self.cap)
+
+    def describe(self):
+        return {"name": self.name, "rate": self.rate, "target_keep": self.target_keep,
+                "floor": self.floor, "cap": self.cap, "max_rate": self.max_rate, "targeted": self.targeted}
+
+
+SCHEDULES = {"uniform": Uniform, "linear": Linear, "adaptive": Adaptive}
+
+
+def make_schedule(name: str, n_blocks: int, rate: float, **opts) -> Schedule:
+    if name not in SCHEDULES:
+        raise CompressError(f"unknown schedule {name!r}: use one of {', '.join(SCHEDULES)}")
+    return SCHEDULES[name](n_blocks, rate, **opts)

@@ -1,0 +1,146 @@
+"""Survival statistics of residual blocks, streamed while training.
+
+The random DropPath masks are a free randomized ablation: for every block, the
+per-sample loss of samples that skipped it vs. those that went through it
+estimates how much the network needs it. Only running sums are kept, so memory
+does not grow with the data.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+FIELDS = ("seen", "kept", "loss_kept", "loss2_kept", "loss_drop", "loss2_drop", "resid_sum", "resid_n")
+
+
+class SurvivalStats:
+    def __init__(self, n_blocks: int, names: list[str] | None = None):
+        self.names = names or [str(i) for i in range(n_blocks)]
+        self.sums = {f: np.zeros(n_blocks, dtype=np.float64) for f in FIELDS}
+
+    def __len__(self):
+        return len(self.names)
+
+    def update(self, masks: np.ndarray, losses: np.ndarray) -> None:
+        """masks: (blocks, batch) bool, True where the sample went through the block; losses: (batch,)."""
+        m = masks.astype(np.float64)
+        d = 1.0 - m
+        s = self.sums
+        s["seen"] += masks.shape[1]
+        s["kept"] += m.sum(1)
+        s["loss_kept"] += m @ losses
+        s["loss2_kept"] += m @ (losses ** 2)
+        s["loss_drop"] += d @ losses
+        s["loss2_drop"] += d @ (losses ** 2)
+
+    def add_residual(self, i: int, ratios: np.ndarray) -> None:
+        self.sums["resid_sum"][i] += float(np.sum(ratios))
+        self.sums["resid_n"][i] += len(ratios)
+
+    def decay(self, factor: float) -> None:
+        """Down-weight the past (used by the adaptive schedule to follow a moving network)."""
+        for v in self.sums.values():
+            v *= factor
+
+    def merge(self, other: "SurvivalStats") -> None:
+        for f in FIELDS:
+            self.sums[f] += other.sums[f]
+
+    # -- derived
+    def _mean_var(self, n, s1, s2):
+        mean = s1 / n if n > 0 else math.nan
+        var = (s2 - n * mean * mean) / (n - 1) if n > 1 else math.nan
+        return mean, max(var, 0.0) if not math.isnan(var) else var
+
+    def importance(self) -> tuple[np.ndarray, np.ndarray]:
+        imp, se = [], []
+        for b in self.summary():
+            imp.append(b["importance"] if b["importance"] is not None else math.nan)
+            se.append(b["importance_stderr"] if b["importance_stderr"] is not None else math.nan)
+        return np.array(imp), np.array(se)
+
+    def summary(self) -> list[dict]:
+        s = self.sums
+        out = []
+        for i, name in enumerate(self.names):
+            seen, kept = s["seen"][i], s["kept"][i]
+            dropped = seen - kept
+            mk, vk = self._mean_var(kept, s["loss_kept"][i], s["loss2_kept"][i])
+            md, vd = self._mean_var(dropped, s["loss_drop"][i], s["loss2_drop"][i])
+            imp = md - mk
+            se = math.sqrt(vk / kept + vd / dropped) if kept > 1 and dropped > 1 else math.nan
+            rr = s["resid_sum"][i] / s["resid_n"][i] if s["resid_n"][i] > 0 else math.nan
+            out.append({
+                "block": name,
+                "samples_seen": int(round(seen)),
+                "samples_kept": int(round(kept)),
+                "survival_rate": _f(kept / seen if seen else math.nan),
+                "loss_kept": _f(mk),
+                "loss_dropped": _f(md),
+                "importance": _f(imp),
+                "importance_stderr": _f(se),
+                "residual_ratio": _f(rr),
+            })
+        return out
+
+    def to_json(self) -> dict:
+        return {"names": self.names, "sums": {k: v.tolist() for k, v in self.sums.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SurvivalStats":
+        st = cls(len(d["names"]), list(d["names"]))
+        for k in FIELDS:
+            st.sums[k] = np.asarray(d["sums"][k], dtype=np.float64)
+        return st
+
+
+def _f(x: float):
+    """JSON has no NaN: unknown values are null."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def read_stats(model) -> dict:
+    """The ``stats`` command: per-block statistics from a model's sidecar, in model order."""
+    from .errors import CompressError
+    from .loading import check_weights_path, read_sidecar
+
+    path = check_weights_path(model)
+    if not path.is_file():
+        raise CompressError(f"{path}: no such file")
+    sc = read_sidecar(path)
+    if not sc.get("statistics"):
+        raise CompressError(f"{path}: no survival statistics recorded; run `compress train` with --drop-path-rate > 0")
+    sched = (sc.get("training") or {}).get("schedule") or {}
+    return {"model": str(path), "schedule": sched.get("name"), "drop_path_rate": sched.get("rate"),
+            "target_keep": sched.get("target_keep"), "blocks": sc["statistics"]}
+
+
+def plot_stats(info: dict, out) -> None:
+    """Bar chart: survival rate and importance (with standard errors) per block."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_path
+
+    blocks = info["blocks"]
+    names = [b["block"] for b in blocks]
+    x = np.arange(len(names))
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(names)), 6), sharex=True)
+    a1.bar(x, [b["survival_rate"] or 0 for b in blocks], color="tab:blue")
+    a1.set_ylabel("survival rate")
+    a1.set_ylim(0, 1.05)
+    imp = [b["importance"] if b["importance"] is not None else 0 for b in blocks]
+    err = [b["importance_stderr"] if b["importance_stderr"] is not None else 0 for b in blocks]
+    a2.bar(x, imp, yerr=err, color="tab:orange", capsize=3)
+    a2.axhline(0, color="black", lw=0.8)
+    a2.set_ylabel("importance\nE[loss|dropped] - E[loss|kept]")
+    a2.set_xticks(x, names, rotation=45, ha="right")
+    fig.suptitle(f"{Path(info['model']).name}: schedule {info['schedule']}")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
