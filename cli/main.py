@@ -174,5 +174,9 @@ def stats(
         stdout.print(f"plot: {plot}")
 
 
+# Commands that live in their own modules register themselves on `app`.
+from . import cmd_export, cmd_prune, cmd_report  # noqa: E402,F401
+
+
 def run():
     app()

@@ -8,7 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBars, T
 
 from compress.progress import Progress
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 class RichProgress(Progress):

@@ -124,7 +124,9 @@ class ViT(nn.Layer):
     def __init__(self, num_classes: int = 10, in_chans: int = 1, img_size: int = 16, patch: int = 2,
                  dim: int = 64, depth: int = 8, heads: int = 4, mlp_ratio: float = 2.0, drop_path: float = 0.0):
         super().__init__()
-        self.patch_embed = nn.Conv2D(in_chans, dim, patch, stride=patch)
+        # a small convolutional stem before patchifying: ViTs learn far faster on small data with one
+        self.patch_embed = nn.Sequential(nn.Conv2D(in_chans, dim // 2, 3, padding=1), nn.BatchNorm2D(dim // 2),
+                                         nn.GELU(), nn.Conv2D(dim // 2, dim, patch, stride=patch))
         n = (img_size // patch) ** 2
         self.pos_embed = self.create_parameter([1, n, dim], default_initializer=nn.initializer.TruncatedNormal(std=0.02))
         self.blocks = nn.LayerList([ViTBlock(dim, heads, mlp_ratio, drop_path) for _ in range(depth)])
@@ -144,7 +146,7 @@ def resnet_tiny(**kwargs) -> ResNet:
 
 
 def vit_tiny(**kwargs) -> ViT:
-    """ViT, 8 blocks, 64 wide, 4 heads, 2x2 patches on 16x16 inputs."""
+    """ViT, 8 blocks, 64 wide, 4 heads, conv stem + 2x2 patches on 16x16 inputs (64 tokens)."""
     return ViT(**kwargs)
 
 

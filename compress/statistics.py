@@ -4,6 +4,11 @@ The random DropPath masks are a free randomized ablation: for every block, the
 per-sample loss of samples that skipped it vs. those that went through it
 estimates how much the network needs it. Only running sums are kept, so memory
 does not grow with the data.
+
+Importance is computed on losses centred on their batch mean: the network (and
+an adaptive schedule's rates) change while training, so raw losses of "dropped"
+and "kept" samples would come from different moments and the time trend would
+masquerade as importance. Centring compares samples of the same step.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-FIELDS = ("seen", "kept", "loss_kept", "loss2_kept", "loss_drop", "loss2_drop", "resid_sum", "resid_n")
+FIELDS = ("seen", "kept", "loss_kept", "loss_drop", "c_kept", "c2_kept", "c_drop", "c2_drop", "resid_sum", "resid_n")
 
 
 class SurvivalStats:
@@ -30,10 +35,13 @@ class SurvivalStats:
         s = self.sums
         s["seen"] += masks.shape[1]
         s["kept"] += m.sum(1)
+        c = losses - losses.mean()
         s["loss_kept"] += m @ losses
-        s["loss2_kept"] += m @ (losses ** 2)
         s["loss_drop"] += d @ losses
-        s["loss2_drop"] += d @ (losses ** 2)
+        s["c_kept"] += m @ c
+        s["c2_kept"] += m @ (c ** 2)
+        s["c_drop"] += d @ c
+        s["c2_drop"] += d @ (c ** 2)
 
     def add_residual(self, i: int, ratios: np.ndarray) -> None:
         self.sums["resid_sum"][i] += float(np.sum(ratios))
@@ -67,9 +75,11 @@ class SurvivalStats:
         for i, name in enumerate(self.names):
             seen, kept = s["seen"][i], s["kept"][i]
             dropped = seen - kept
-            mk, vk = self._mean_var(kept, s["loss_kept"][i], s["loss2_kept"][i])
-            md, vd = self._mean_var(dropped, s["loss_drop"][i], s["loss2_drop"][i])
-            imp = md - mk
+            mk = s["loss_kept"][i] / kept if kept > 0 else math.nan
+            md = s["loss_drop"][i] / dropped if dropped > 0 else math.nan
+            ck, vk = self._mean_var(kept, s["c_kept"][i], s["c2_kept"][i])
+            cd, vd = self._mean_var(dropped, s["c_drop"][i], s["c2_drop"][i])
+            imp = cd - ck
             se = math.sqrt(vk / kept + vd / dropped) if kept > 1 and dropped > 1 else math.nan
             rr = s["resid_sum"][i] / s["resid_n"][i] if s["resid_n"][i] > 0 else math.nan
             out.append({

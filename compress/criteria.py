@@ -1,0 +1,158 @@
+"""Criteria that rank blocks for removal, in a registry keyed by name.
+
+Each criterion returns the indices (into the model's current block list) of the
+``n_remove`` blocks to remove. ``survival`` is the default; the others are the
+baselines it is compared with on the same model.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import CompressError
+
+
+@dataclass
+class Context:
+    blocks: list          # Block objects of the current model, in order
+    stats: list | None    # per-block statistics dicts, aligned with blocks (None if never recorded)
+    schedule: str | None  # name of the schedule the statistics were recorded under
+    model: object = None
+    input_shape: tuple = ()
+    data: object = None   # a Dataset, for activation-based criteria
+    seed: int = 0
+
+
+def _need_stats(ctx: Context, name: str):
+    if not ctx.stats or any(s is None for s in ctx.stats):
+        raise CompressError(f"criterion {name!r} needs survival statistics, which this model lacks; "
+                            "produce them with `compress train --drop-path-rate 0.2 --schedule adaptive`")
+
+
+def _value(s, key, missing):
+    v = s.get(key) if s else None
+    return missing if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def _lowest(scores, n):
+    return sorted(np.argsort(np.asarray(scores, dtype=float), kind="stable")[:n].tolist())
+
+
+def by_survival(ctx: Context, n: int) -> list[int]:
+    """Blocks that rarely survived under the adaptive schedule first, importance breaking ties.
+
+    Under a fixed schedule survival only mirrors the schedule, so importance alone ranks.
+    """
+    _need_stats(ctx, "survival")
+    imp = [_value(s, "importance", math.inf) for s in ctx.stats]
+    if ctx.schedule != "adaptive":
+        return _lowest(imp, n)
+    surv = [round(_value(s, "survival_rate", 1.0), 2) for s in ctx.stats]
+    order = sorted(range(len(surv)), key=lambda i: (surv[i], imp[i]))
+    return sorted(order[:n])
+
+
+def by_importance(ctx, n):
+    """Least important first: E[loss | dropped] - E[loss | kept] from the random drops."""
+    _need_stats(ctx, "importance")
+    return _lowest([_value(s, "importance", math.inf) for s in ctx.stats], n)
+
+
+def by_residual(ctx, n):
+    """Smallest residual ratio ||B(x) - x|| / ||x|| first."""
+    _need_stats(ctx, "residual")
+    return _lowest([_value(s, "residual_ratio", math.inf) for s in ctx.stats], n)
+
+
+def every_other(ctx, n):
+    """LayerDrop-style: evenly spaced blocks (every other one at half depth)."""
+    L = len(ctx.blocks)
+    picks = sorted({min(L - 1, int((k + 0.5) * L / n)) for k in range(n)})
+    rest = [i for i in range(L - 1, -1, -1) if i not in picks]
+    return sorted(picks + rest[:n - len(picks)])
+
+
+def last(ctx, n):
+    """The deepest blocks."""
+    L = len(ctx.blocks)
+    return list(range(L - n, L))
+
+
+def random_blocks(ctx, n):
+    """A seeded random choice."""
+    return sorted(np.random.default_rng(ctx.seed).choice(len(ctx.blocks), size=n, replace=False).tolist())
+
+
+def _block_io(ctx, max_samples=256):
+    """Per block: (input, output) activations on validation data, flattened per sample."""
+    import paddle
+
+    from .droppath import get_sublayer
+
+    if ctx.data is None:
+        raise CompressError("this criterion needs data (--data, or the sidecar's data source)")
+    x = ctx.data.x_val[:max_samples] if len(ctx.data.y_val) else ctx.data.x_train[:max_samples]
+    acts = {}
+    handles = []
+    for i, b in enumerate(ctx.blocks):
+        layer = get_sublayer(ctx.model, b.path)
+        handles.append(layer.register_forward_post_hook(
+            lambda l, inp, out, i=i: acts.__setitem__(i, (inp[0].flatten(1).numpy(), out.flatten(1).numpy())) and None))
+    ctx.model.eval()
+    try:
+        with paddle.no_grad():
+            ctx.model(paddle.to_tensor(x))
+    finally:
+        for h in handles:
+            h.remove()
+    return acts
+
+
+def _cos(a, b):
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
+def block_influence(ctx, n):
+    """ShortGPT: BI = 1 - mean cos(x_in, x_out); the least influential blocks go."""
+    acts = _block_io(ctx)
+    return _lowest([1.0 - float(_cos(*acts[i]).mean()) for i in range(len(ctx.blocks))], n)
+
+
+def angular(ctx, n):
+    """Gromov et al.: the contiguous run of n blocks whose input and output are closest in angle."""
+    acts = _block_io(ctx)
+    best, best_d = None, math.inf
+    for s in range(len(ctx.blocks) - n + 1):
+        x_in, x_out = acts[s][0], acts[s + n - 1][1]
+        if x_in.shape != x_out.shape:
+            continue
+        d = float(np.mean(np.arccos(np.clip(_cos(x_in, x_out), -1, 1)) / np.pi))
+        if d < best_d:
+            best, best_d = s, d
+    if best is None:
+        raise CompressError(f"criterion 'angular' needs {n} contiguous blocks of one shape; none exist here")
+    return list(range(best, best + n))
+
+
+CRITERIA = {
+    "survival": by_survival,
+    "importance": by_importance,
+    "residual": by_residual,
+    "every-other": every_other,
+    "last": last,
+    "random": random_blocks,
+    "block-influence": block_influence,
+    "angular": angular,
+}
+DEFAULT_CRITERION = "survival"
+DATA_CRITERIA = {"block-influence", "angular"}
+
+
+def select(criterion: str, ctx: Context, n_remove: int) -> list[int]:
+    if criterion not in CRITERIA:
+        raise CompressError(f"unknown criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
+    if n_remove <= 0:
+        return []
+    return CRITERIA[criterion](ctx, n_remove)

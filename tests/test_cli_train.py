@@ -1,0 +1,121 @@
+"""`compress train`, `stats`, `blocks` through the CLI, on tiny models and the built-in digits."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+from helpers import invoke, one_line_error
+
+TINY = ["--arch", "tiny_models:TinyCNN", "--input-shape", "1,8,8"]
+
+
+def test_version():
+    res = invoke("--version")
+    assert res.exit_code == 0 and res.stdout.startswith("compress ")
+
+
+@pytest.fixture(scope="module")
+def linear_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lin") / "m.pdparams"
+    res = invoke("train", *TINY, "--epochs", 4, "--lr", 0.01, "--drop-path-rate", 0.3, "--schedule", "linear", "--out", out, "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["blocks"] == 4 and summary["test_accuracy"] > 0.5
+    return out
+
+
+def test_linear_schedule_survival(linear_model):
+    res = invoke("stats", linear_model, "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    blocks = info["blocks"]
+    assert [b["block"] for b in blocks] == ["stages.0.0", "stages.0.1", "stages.1.1", "stages.1.2"]
+    for key in ("block", "survival_rate", "importance", "importance_stderr", "residual_ratio"):
+        assert key in blocks[0]
+    assert blocks[0]["survival_rate"] == 1.0
+    assert abs(blocks[-1]["survival_rate"] - 0.7) < 0.04
+    assert blocks[1]["survival_rate"] > blocks[2]["survival_rate"] > blocks[3]["survival_rate"]
+    assert all(b["residual_ratio"] > 0 for b in blocks)
+
+
+def test_stats_table_and_plot(linear_model, tmp_path):
+    png = tmp_path / "s.png"
+    res = invoke("stats", linear_model, "--plot", png)
+    assert res.exit_code == 0 and "stages.1.2" in res.stdout and "importance" in res.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sidecar_contents(linear_model):
+    sc = json.loads(linear_model.with_name("m.compress.json").read_text())
+    assert sc["arch"]["spec"] == "tiny_models:TinyCNN" and sc["input_shape"] == [1, 8, 8]
+    assert sc["data"]["source"] == "digits" and sc["training"]["schedule"]["name"] == "linear"
+    assert len(sc["blocks"]) == 4 and len(sc["statistics"]) == 4 and 0 < sc["metrics"]["test_accuracy"] <= 1
+
+
+def test_same_seed_same_result(tmp_path):
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"s{i}.pdparams"
+        assert invoke("train", *TINY, "--epochs", 1, "--drop-path-rate", 0.2, "--seed", 7, "--out", out).exit_code == 0
+        outs.append(pickle.loads(out.read_bytes()))
+    assert set(outs[0]) == set(outs[1])
+    for k in outs[0]:
+        np.testing.assert_array_equal(outs[0][k], outs[1][k])
+
+
+def test_fine_tune_from_weights_and_blocks_command(linear_model, tmp_path):
+    out = tmp_path / "ft.pdparams"
+    res = invoke("train", linear_model, "--epochs", 1, "--drop-path-rate", 0.1, "--schedule", "uniform", "--out", out)
+    assert res.exit_code == 0, res.output
+    res = invoke("blocks", out, "--json")
+    assert res.exit_code == 0
+    info = json.loads(res.stdout)
+    assert [b["droppath"] for b in info["blocks"]] == ["wrapped"] * 4
+    res = invoke("blocks", "--arch", "vit_tiny")
+    assert res.exit_code == 0 and "blocks.7" in res.stdout and "own" in res.stdout
+
+
+def test_bad_inputs(tmp_path, linear_model):
+    out = tmp_path / "o.pdparams"
+    # missing file
+    assert "no such file" in one_line_error(invoke("train", tmp_path / "nope.pdparams", "--out", out))
+    # not a weights file (with a valid sidecar next to it)
+    junk = tmp_path / "junk.pdparams"
+    junk.write_text("this is not a pickle")
+    junk.with_name("junk.compress.json").write_text(linear_model.with_name("m.compress.json").read_text())
+    assert "not a weights file" in one_line_error(invoke("blocks", junk))
+    # truncated file
+    trunc = tmp_path / "trunc.pdparams"
+    trunc.write_bytes(linear_model.read_bytes()[:200])
+    trunc.with_name("trunc.compress.json").write_text(linear_model.with_name("m.compress.json").read_text())
+    assert "truncated" in one_line_error(invoke("blocks", trunc))
+    # weights that do not match the architecture
+    err = one_line_error(invoke("blocks", linear_model, "--arch", "tiny_models:TinyCNN", "--arch-kwargs", '{"width": 4}'))
+    assert "do not match" in err and "shape" in err
+    err = one_line_error(invoke("blocks", linear_model, "--arch", "tiny_models:TinyTransformer"))
+    assert "missing" in err and "unexpected" in err
+    # unknown architecture, bad JSON, drop rate out of range
+    assert "unknown architecture" in one_line_error(invoke("train", "--arch", "resnet9000", "--out", out))
+    assert "not valid JSON" in one_line_error(invoke("train", *TINY, "--arch-kwargs", "{width: 4", "--out", out))
+    assert "[0, 1)" in one_line_error(invoke("train", *TINY, "--drop-path-rate", 1.0, "--out", out))
+    assert "[0, 1)" in one_line_error(invoke("train", *TINY, "--drop-path-rate", -0.1, "--out", out))
+    # empty or unreadable data directory
+    (tmp_path / "empty").mkdir()
+    assert "empty data directory" in one_line_error(invoke("train", *TINY, "--data", tmp_path / "empty", "--out", out))
+    (tmp_path / "bad" / "a").mkdir(parents=True)
+    (tmp_path / "bad" / "a" / "x.png").write_text("nope")
+    assert "unreadable image" in one_line_error(invoke("train", *TINY, "--data", tmp_path / "bad", "--out", out))
+    # output width that does not match the classes
+    err = one_line_error(invoke("train", *TINY, "--arch-kwargs", '{"num_classes": 3}', "--out", out))
+    assert "outputs 3 logits but the data has 10 classes" in err
+    # a crafted pickle is refused, runs nothing
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pdparams"
+    evil.write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    assert "refusing to load os.system" in one_line_error(invoke("train", evil, *TINY, "--out", out))
+    assert not marker.exists()
+    assert not out.exists() and not list(tmp_path.glob(".*tmp"))
+    # stats on a model trained without DropPath
+    res = invoke("train", *TINY, "--epochs", 0, "--drop-path-rate", 0, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert "no survival statistics" in one_line_error(invoke("stats", out))

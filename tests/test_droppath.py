@@ -1,0 +1,67 @@
+import numpy as np
+import paddle
+import pytest
+
+from compress.droppath import DropPath, StochasticDepth
+from compress.blocks import find_blocks
+from tiny_models import TinyCNN
+
+
+@pytest.mark.parametrize("shape", [(4000, 3), (4000, 2, 3), (4000, 2, 3, 3)])
+def test_per_sample_masks_and_expectation(shape):
+    paddle.seed(0)
+    dp = DropPath(0.3)
+    dp.train()
+    x = paddle.ones(shape)
+    y = dp(x).numpy().reshape(shape[0], -1)
+    # each sample is either all zero or all 1/keep: one mask per sample, any rank
+    per_sample = np.unique(y, axis=1)
+    assert per_sample.shape[1] == 1
+    vals = np.unique(y)
+    assert len(vals) == 2 and vals[0] == 0.0 and abs(vals[1] - 1 / 0.7) < 1e-5
+    assert abs((y[:, 0] > 0).mean() - 0.7) < 0.03          # keep rate
+    assert abs(y.mean() - 1.0) < 0.05                         # expectation preserved by 1/keep
+
+
+def test_identity_in_eval_and_at_rate_zero():
+    x = paddle.randn([8, 4, 5, 5])
+    dp = DropPath(0.5)
+    dp.eval()
+    assert np.array_equal(dp(x).numpy(), x.numpy())
+    dp0 = DropPath(0.0)
+    dp0.train()
+    assert np.array_equal(dp0(x).numpy(), x.numpy())
+
+
+def test_no_scale_by_keep():
+    paddle.seed(1)
+    dp = DropPath(0.5, scale_by_keep=False)
+    dp.train()
+    y = dp(paddle.ones([100, 3])).numpy()
+    assert set(np.unique(y)) <= {0.0, 1.0}
+
+
+def test_rate_out_of_range():
+    with pytest.raises(ValueError):
+        DropPath(1.0)
+
+
+def test_wrapped_block_drop_is_identity_and_keep_scaled():
+    paddle.seed(0)
+    model = TinyCNN()
+    blocks = find_blocks(model, (1, 8, 8))
+    sd = StochasticDepth(model, blocks).attach()
+    sd.rates[:] = 0.5
+    model.train()
+    block = model.stages[0][0]
+    x = paddle.randn([64, 8, 8, 8])
+    y = block(x).numpy()
+    mask = sd._mask[0].numpy()
+    assert 0 < mask.sum() < 64
+    np.testing.assert_allclose(y[~mask], x.numpy()[~mask])   # dropped samples pass straight through
+    sd.rates[:] = 0.0
+    raw = block(x).numpy()                                     # rate 0: the block itself
+    np.testing.assert_allclose(y[mask], x.numpy()[mask] + (raw[mask] - x.numpy()[mask]) / 0.5, rtol=1e-4, atol=1e-4)
+    sd.detach()
+    model.eval()
+    np.testing.assert_allclose(block(x).numpy(), model.stages[0][0](x).numpy())

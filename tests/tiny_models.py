@@ -1,0 +1,76 @@
+"""Tiny models built in code for the tests (also loadable as tests/tiny_models.py:Name)."""
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+
+class Res(nn.Layer):
+    def __init__(self, c, useless=False):
+        super().__init__()
+        self.conv = nn.Conv2D(c, c, 3, padding=1)
+        self.bn = nn.BatchNorm2D(c)
+        self.useless = useless
+
+    def forward(self, x):
+        h = self.bn(self.conv(F.relu(x)))
+        return x + (h * 0.0 if self.useless else h)
+
+
+class Down(nn.Layer):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2D(cin, cout, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2D(cout)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class TinyCNN(nn.Layer):
+    """stem -> stage(LayerList of Sequential: 2 blocks | down + 2 blocks) -> head; 4 removable blocks."""
+
+    def __init__(self, num_classes=10, in_chans=1, width=8, useless=None):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2D(in_chans, width, 3, padding=1), nn.BatchNorm2D(width), nn.ReLU())
+        self.stages = nn.LayerList([
+            nn.Sequential(Res(width, useless == 0), Res(width, useless == 1)),
+            nn.Sequential(Down(width, 2 * width), Res(2 * width, useless == 2), Res(2 * width, useless == 3)),
+        ])
+        self.head = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for s in self.stages:
+            x = s(x)
+        return self.head(x.mean(axis=[2, 3]))
+
+
+class Block(nn.Layer):
+    def __init__(self, dim):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x):
+        return x + self.mlp(self.norm(x))
+
+
+class TinyTransformer(nn.Layer):
+    """Patch embedding, 4 blocks nested as LayerList[LayerList[2], LayerList[2]], mean-pool head."""
+
+    def __init__(self, num_classes=10, in_chans=1, dim=16):
+        super().__init__()
+        self.embed = nn.Conv2D(in_chans, dim, 2, stride=2)
+        self.groups = nn.LayerList([nn.LayerList([Block(dim), Block(dim)]) for _ in range(2)])
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        x = self.embed(x).flatten(2).transpose([0, 2, 1])
+        for g in self.groups:
+            for b in g:
+                x = b(x)
+        return self.head(x.mean(axis=1))
+
+
+def tiny_cnn(**kw):
+    return TinyCNN(**kw)
