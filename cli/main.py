@@ -67,8 +67,12 @@ def version_cb(value: bool):
 
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=version_cb, is_eager=True,
-                                      help="Print the version and exit.")):
-    pass
+                                      help="Print the version and exit."),
+         trust_arch: bool = typer.Option(False, "--trust-arch",
+                                         help="Allow running the model code (a .py file or a factory function) "
+                                              "that a sidecar names. Weight files never run code.")):
+    if trust_arch:
+        os.environ["COMPRESS_TRUST_ARCH"] = "1"
 
 
 def _fmt(v, spec=".4f"):

@@ -141,6 +141,11 @@ def parse_kwargs(text: str | None) -> dict:
     return value
 
 
+def trust_sidecar_code() -> bool:
+    """Opt-in (``compress --trust-arch`` or COMPRESS_TRUST_ARCH=1) to run a model file a sidecar names."""
+    return os.environ.get("COMPRESS_TRUST_ARCH", "") not in ("", "0")
+
+
 def resolve_arch(spec: str, trusted: bool = True):
     """Return the callable that builds the model.
 
@@ -157,8 +162,9 @@ def resolve_arch(spec: str, trusted: bool = True):
         raise CompressError(f"unknown architecture {spec!r}: use one of {known}, or module:callable, or file.py:callable")
     target, _, name = spec.rpartition(":")
     if target.endswith(".py"):
-        if not trusted:
-            raise CompressError(f"the sidecar names a model file ({target}); pass --arch {spec} yourself to run it")
+        if not trusted and not trust_sidecar_code():
+            raise CompressError(f"the sidecar names a model file ({target}); run `compress --trust-arch ...` "
+                                "(or set COMPRESS_TRUST_ARCH=1) to allow running it")
         file = Path(target)
         if not file.is_file():
             raise CompressError(f"unknown architecture {spec!r}: {target} does not exist")
@@ -185,11 +191,12 @@ def resolve_arch(spec: str, trusted: bool = True):
             raise CompressError(f"unknown architecture {spec!r}: {target} has no {name}")
     if not callable(obj):
         raise CompressError(f"unknown architecture {spec!r}: {name} is not callable")
-    if not trusted:
+    if not trusted and not trust_sidecar_code():
         import paddle
 
         if not (inspect.isclass(obj) and issubclass(obj, paddle.nn.Layer)):
-            raise CompressError(f"the sidecar names {spec}, which is not a paddle.nn.Layer class; pass --arch {spec} yourself to run it")
+            raise CompressError(f"the sidecar names {spec}, which is not a paddle.nn.Layer class; run "
+                                "`compress --trust-arch ...` (or set COMPRESS_TRUST_ARCH=1) to allow calling it")
     return obj
 
 

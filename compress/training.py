@@ -110,6 +110,9 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
     runner = wrap(model) if wrap else model
     result = FitResult(stats=stats)
     best_acc, best_state, bad_epochs = -1.0, None, 0
+    if config.keep_best:  # the starting point competes too: healing may never beat it
+        best_acc, result.best_epoch = accuracy(model, data.x_val, data.y_val), 0
+        best_state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     rank, world = shard
     t0 = time.perf_counter()
     try:
@@ -123,19 +126,22 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
                 losses = []
                 for step in range(steps_per_epoch):
                     idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
+                    # each rank's loss is its share of the global batch's mean, so that the
+                    # gradients DataParallel averages over ranks equal one process's on the whole batch
+                    scale = world / len(idx)
                     idx = idx[rank::world]
                     xb = augment(x_tr[idx], rng, config.augment_shift)
                     yb = paddle.to_tensor(y_tr[idx])
                     logits = runner(paddle.to_tensor(xb))
                     per_sample = F.cross_entropy(logits, yb, reduction="none",
                                                  label_smoothing=config.label_smoothing).reshape([-1])
-                    loss = per_sample.mean()
+                    loss = per_sample.sum() * scale
                     if teacher is not None:
                         with paddle.no_grad():
                             t_logits = teacher(paddle.to_tensor(xb))
                         tau = config.temperature
                         kd = F.kl_div(F.log_softmax(logits / tau, axis=-1), F.softmax(t_logits / tau, axis=-1),
-                                      reduction="batchmean") * tau * tau
+                                      reduction="sum") * scale * tau * tau
                         loss = (1 - config.alpha) * loss + config.alpha * kd
                     loss.backward()
                     opt.step()

@@ -1,0 +1,3 @@
+from compress_cli.main import run
+
+run()

@@ -1,0 +1,266 @@
+"""Latency measurement on real runtimes: Paddle Inference and ONNX Runtime on tiny exported models."""
+import os
+
+os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from compress.benchmark import (  # noqa: E402
+    RUNTIMES, Target, group_by_label, machine_info, make_runner, measure_latency, percentiles_ms)
+from compress.errors import CompressError  # noqa: E402
+
+SHAPE = (1, 16, 16)
+STAT_KEYS = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean")
+
+
+def _net(width):
+    import paddle
+
+    class Net(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.conv = paddle.nn.Conv2D(1, width, 3, padding=1)
+            self.bn = paddle.nn.BatchNorm2D(width)
+            self.fc = paddle.nn.Linear(width * 16 * 16, 10)
+
+        def forward(self, x):
+            y = paddle.nn.functional.relu(self.bn(self.conv(x)))
+            return self.fc(paddle.flatten(y, 1))
+
+    return Net()
+
+
+def _export(model, d):
+    import paddle
+    import paddle2onnx
+
+    paddle.jit.save(model, f"{d}/paddle/model", input_spec=[paddle.static.InputSpec([None, *SHAPE], "float32", "x")])
+    paddle2onnx.export(f"{d}/paddle/model.json", f"{d}/paddle/model.pdiparams", save_file=f"{d}/model.onnx",
+                       opset_version=17)
+    assert os.path.getsize(f"{d}/model.onnx") > 0
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """Two tiny exported models (different widths) and their dygraph originals."""
+    import paddle
+
+    paddle.seed(0)
+    out = {}
+    for name, width in (("big", 8), ("small", 2)):
+        model = _net(width)
+        model.eval()
+        d = tmp_path_factory.mktemp(name)
+        _export(model, d)
+        out[name] = (d, model)
+    return out
+
+
+def _dygraph(model, x):
+    import paddle
+
+    with paddle.no_grad():
+        return model(paddle.to_tensor(x)).numpy()
+
+
+def test_registry_names():
+    assert set(RUNTIMES) == {"paddle", "onnxruntime"}
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_runners_agree_with_each_other_and_dygraph(exports, batch):
+    d, model = exports["big"]
+    x = np.random.default_rng(1).standard_normal((batch, *SHAPE), dtype=np.float32)
+    ref = _dygraph(model, x)
+    outs = {
+        "paddle+onednn": make_runner("paddle", d, threads=1, onednn=True),
+        "paddle": make_runner("paddle", d, threads=1, onednn=False),
+        "onnxruntime": make_runner("onnxruntime", d, threads=1),
+    }
+    results = {}
+    for name, runner in outs.items():
+        y = runner.run(x)
+        y2 = runner.run(x[:1])  # handles are reused across shapes
+        assert y.shape == (batch, 10), name
+        np.testing.assert_allclose(y, ref, atol=1e-4, rtol=0, err_msg=name)
+        np.testing.assert_allclose(y2, ref[:1], atol=1e-4, rtol=0, err_msg=name)
+        results[name] = y
+    np.testing.assert_allclose(results["paddle"], results["onnxruntime"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(results["paddle+onednn"], results["onnxruntime"], atol=1e-4, rtol=0)
+
+
+def test_runners_read_input_shape_and_accept_paths(exports):
+    d, _ = exports["big"]
+    assert make_runner("onnxruntime", d).input_shape == SHAPE
+    assert make_runner("paddle", d).input_shape == SHAPE
+    # an .onnx file directly (e.g. model.int8.onnx), and the paddle/ subdirectory or model.json
+    assert make_runner("onnxruntime", d / "model.onnx").path == d / "model.onnx"
+    assert make_runner("paddle", d / "paddle").input_shape == SHAPE
+    assert make_runner("paddle", d / "paddle" / "model.json").input_shape == SHAPE
+    assert make_runner("paddle", d, threads=2, onednn=False).describe() == {
+        "runtime": "paddle", "path": str(d / "paddle" / "model.json"), "threads": 2, "onednn": False}
+
+
+def test_runner_errors(exports, tmp_path):
+    d, _ = exports["big"]
+    with pytest.raises(CompressError, match="unknown runtime"):
+        make_runner("tensorrt", d)
+    with pytest.raises(CompressError, match="no Paddle Inference model"):
+        make_runner("paddle", tmp_path)
+    with pytest.raises(CompressError, match="no such ONNX model"):
+        make_runner("onnxruntime", tmp_path)
+    (tmp_path / "model.onnx").write_bytes(b"")
+    with pytest.raises(CompressError, match="empty ONNX"):
+        make_runner("onnxruntime", tmp_path)
+    (tmp_path / "model.onnx").write_bytes(b"not onnx")
+    with pytest.raises(CompressError, match="ONNX Runtime cannot load"):
+        make_runner("onnxruntime", tmp_path)
+    with pytest.raises(CompressError, match="no option onednn"):
+        make_runner("onnxruntime", d, onednn=False)
+    with pytest.raises(CompressError, match="threads"):
+        make_runner("onnxruntime", d, threads=0)
+
+
+def test_measure_latency_alternates_and_reports_percentiles(exports):
+    big, small = exports["big"][0], exports["small"][0]
+    targets = [("big", "paddle", big), ("small", "paddle", small),
+               ("big", "onnxruntime", big), ("small", "onnxruntime", small)]
+    schedule = []
+    recs = measure_latency(targets, batch_sizes=(1, 4), threads=1, warmup=10, min_runs=15, max_runs=20,
+                           max_seconds=5.0, on_run=lambda label, batch, it: schedule.append((label, batch, it)))
+    assert len(recs) == len(targets) * 2
+    for r in recs:
+        assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"]
+        assert r["latency_ms_min"] <= r["latency_ms_p50"] <= r["latency_ms_max"]
+        assert all(r[k] > 0 for k in STAT_KEYS)
+        assert 15 <= r["runs"] <= 20
+        assert r["threads"] == 1 and r["warmup"] == 10 and r["alternated_with"] == 4
+    assert {(r["label"], r["runtime"], r["batch"]) for r in recs} == {
+        (t[0], t[1], b) for t in targets for b in (1, 4)}
+    assert all(r["onednn"] is True for r in recs if r["runtime"] == "paddle")
+
+    # round-robin: within each batch size, every consecutive group of len(targets) timed runs
+    # is one run of each target, in the same order, iteration after iteration
+    labels = [t[0] for t in targets]
+    for batch in (1, 4):
+        seq = [(label, it) for label, b, it in schedule if b == batch]
+        n_iter = len(seq) // len(targets)
+        assert len(seq) == n_iter * len(targets) and n_iter >= 15
+        for i in range(n_iter):
+            chunk = seq[i * len(targets):(i + 1) * len(targets)]
+            assert [c[0] for c in chunk] == labels
+            assert {c[1] for c in chunk} == {i}
+    # batch sizes are measured one after the other
+    assert [b for _, b, _ in schedule] == sorted(b for _, b, _ in schedule)
+
+
+def test_stopping_rules(exports):
+    d = exports["small"][0]
+    t = [("m", "onnxruntime", d)]
+    (r,) = measure_latency(t, batch_sizes=(1,), min_runs=7, max_runs=None, max_seconds=None)
+    assert r["runs"] == 7 and r["stopped_by"] == "min_runs"
+    (r,) = measure_latency(t, batch_sizes=(1,), min_runs=5, max_runs=12, max_seconds=None)
+    assert r["runs"] == 12 and r["stopped_by"] == "max_runs"
+    (r,) = measure_latency(t, batch_sizes=(1,), min_runs=5, max_runs=None, max_seconds=0.2)
+    assert r["runs"] >= 5 and r["stopped_by"] == "time"
+    # min_runs wins over an exhausted budget
+    (r,) = measure_latency(t, batch_sizes=(1,), min_runs=9, max_runs=None, max_seconds=0.0)
+    assert r["runs"] == 9
+
+
+def test_measure_latency_options_and_errors(exports):
+    d = exports["small"][0]
+    recs = measure_latency([Target("off", "paddle", d, {"onednn": False}), ("on", "paddle", d),
+                            ("int8-like", "onnxruntime", d / "model.onnx")],
+                           batch_sizes=(2,), min_runs=3, max_runs=3, input_shape=SHAPE)
+    assert [r.get("onednn") for r in recs] == [False, True, None]
+    with pytest.raises(CompressError, match="warm-up"):
+        measure_latency([("m", "onnxruntime", d)], warmup=2)
+    with pytest.raises(CompressError, match="distinct"):
+        measure_latency([("m", "onnxruntime", d), ("m", "onnxruntime", d)])
+    with pytest.raises(CompressError, match="no targets"):
+        measure_latency([])
+    with pytest.raises(CompressError, match="batch sizes"):
+        measure_latency([("m", "onnxruntime", d)], batch_sizes=(0,))
+    with pytest.raises(CompressError, match="label, runtime, export_dir"):
+        measure_latency([("m", "onnxruntime")])
+
+
+def test_percentiles_ms():
+    p = percentiles_ms([i * 1_000_000 for i in range(1, 101)])  # 1..100 ms
+    assert p["latency_ms_p50"] == pytest.approx(50.5)
+    assert p["latency_ms_p90"] == pytest.approx(90.1)
+    assert p["latency_ms_p99"] == pytest.approx(99.01)
+    assert p["latency_ms_mean"] == pytest.approx(50.5)
+
+
+def test_machine_info():
+    info = machine_info(threads=2)
+    assert info["threads"] == 2 and info["logical_cores"] >= 1 and info["cpu"]
+    for lib in ("paddlepaddle", "onnxruntime", "paddle2onnx", "onnx", "numpy"):
+        assert info["versions"][lib], lib
+    json.dumps(info)
+
+
+def test_measured_latency_feeds_the_report(exports, tmp_path):
+    """End to end: measure two models, group by label, build and write the report."""
+    from compress.reporting import build_report, write_report
+
+    big, small = exports["big"][0], exports["small"][0]
+    recs = measure_latency([("orig", "onnxruntime", big), ("keep0.5", "onnxruntime", small),
+                            ("orig", "paddle", big), ("keep0.5", "paddle", small)],
+                           batch_sizes=(1,), min_runs=10, max_runs=10)
+    lat = group_by_label(recs)
+    entries = [
+        {"name": "orig", "path": str(big), "keep": 1.0, "parent": None, "accuracy": 0.95, "params": 20000,
+         "flops": 40000, "file_sizes": {"model.onnx": os.path.getsize(big / "model.onnx")}, "blocks": 4,
+         "runtimes": lat["orig"]},
+        {"name": "keep0.5", "path": str(small), "keep": 0.5, "parent": "orig", "accuracy": 0.93, "params": 6000,
+         "flops": 10000, "file_sizes": {"model.onnx": os.path.getsize(small / "model.onnx")}, "blocks": 2,
+         "runtimes": lat["keep0.5"]},
+    ]
+    report = build_report(entries, machine_info(threads=1))
+    assert len(report["rows"]) == 4
+    for row in report["rows"]:
+        if row["model"] == "orig":
+            assert row["speedup"] == pytest.approx(1.0)
+        else:
+            assert row["speedup"] > 0 and row["flops_ratio"] == pytest.approx(0.25)
+    assert report["settings"]["alternation"] is True and report["settings"]["warmup"] == [10]
+    paths = write_report(report, tmp_path / "rep")
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
+
+
+def test_progress_is_advanced_once_per_iteration(exports):
+    from compress.progress import Progress
+
+    class Recorder(Progress):
+        def __init__(self):
+            self.tasks, self.logs = [], []
+
+        def task(self, description, total):
+            import contextlib
+
+            rec = {"description": description, "total": total, "n": 0, "fields": {}}
+            self.tasks.append(rec)
+
+            def advance(n=1, **fields):
+                rec["n"] += n
+                rec["fields"].update(fields)
+
+            return contextlib.nullcontext(advance)
+
+        def log(self, message):
+            self.logs.append(message)
+
+    d = exports["small"][0]
+    p = Recorder()
+    recs = measure_latency([("keep 0.5", "onnxruntime", d), ("n", "paddle", d)], batch_sizes=(1, 2),
+                           min_runs=23, max_runs=23, progress=p)
+    assert [t["n"] for t in p.tasks] == [23, 23] and [r["runs"] for r in recs] == [23] * 4
+    assert set(p.tasks[0]["fields"]) == {"keep 0.5 ms", "n ms"}
+    assert any("loading" in m for m in p.logs)
