@@ -26,7 +26,7 @@ from .progress import RichProgress, stderr  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Stochastic-depth block pruning for PaddlePaddle vision models.")
-stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
 
 
 def friendly(fn):
@@ -125,6 +125,7 @@ def train(
     schedule: str = typer.Option("linear", help="uniform, linear or adaptive."),
     target_keep: Optional[float] = typer.Option(None, help="adaptive: the keep ratio you will prune to."),
     warmup_epochs: Optional[int] = typer.Option(None, help="adaptive: epochs at the mean rate before adapting."),
+    max_rate: float = typer.Option(0.9, help="adaptive with --target-keep: final drop rate of the targeted blocks."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the weights (.pdparams or .safetensors)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -138,7 +139,7 @@ def train(
         raise CompressError(f"unknown schedule {schedule!r}: use one of {', '.join(SCHEDULES)}")
     cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                     drop_path_rate=drop_path_rate, schedule=schedule, target_keep=target_keep,
-                    warmup_epochs=warmup_epochs)
+                    warmup_epochs=warmup_epochs, max_rate=max_rate)
     sc = train_fn(out, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs), init=init, data=data,
                   input_shape=parse_input_shape(input_shape) if input_shape else None, config=cfg,
                   progress=RichProgress())
@@ -183,4 +184,15 @@ from . import cmd_export, cmd_prune, cmd_report  # noqa: E402,F401
 
 
 def run():
-    app()
+    """Console entry point. Native libraries (Paddle's C++ core, paddle2onnx) print to file
+    descriptor 1; route that to stderr so stdout carries only results (and stays valid --json)."""
+    import io
+
+    sys.stdout.flush()
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = io.TextIOWrapper(os.fdopen(real_stdout, "wb"), line_buffering=True)
+    try:
+        app()
+    finally:
+        sys.stdout.flush()

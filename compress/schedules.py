@@ -63,6 +63,8 @@ class Adaptive(Schedule):
         super().__init__(n_blocks, rate)
         if target_keep is not None and not 0.0 < target_keep <= 1.0:
             raise CompressError(f"--target-keep must be in (0, 1], got {target_keep}")
+        if not rate <= max_rate < 1.0:
+            raise CompressError(f"--max-rate must be in [--drop-path-rate, 1), got {max_rate}")
         self.target_keep = target_keep
         self.warmup = warmup
         self.floor, self.cap, self.max_rate = floor, cap, max_rate
@@ -75,12 +77,11 @@ class Adaptive(Schedule):
         warm = self._warmup(epochs)
         if epoch < warm or stats is None or self.rate == 0.0:
             return np.full(self.n, self.rate)
-        imp, _ = stats.importance()
+        imp, se = stats.importance()
         known = ~np.isnan(imp)
         if self.target_keep is not None:
             n_drop = self.n - n_keep(self.n, self.target_keep)
-            order = np.argsort(np.where(known, imp, np.inf), kind="stable")
-            self.targeted = sorted(int(i) for i in order[:n_drop])
+            self.targeted = self._retarget(np.where(known, imp, np.inf), np.nan_to_num(se, nan=np.inf), n_drop)
             progress = min(1.0, (epoch - warm + 1) / max(1, epochs - warm))
             out = np.full(self.n, self.floor)
             out[self.targeted] = self.rate + (self.max_rate - self.rate) * progress
@@ -95,6 +96,24 @@ class Adaptive(Schedule):
                 break
             out[free] += gap * out[free] / out[free].sum()
         return np.clip(out, self.floor, self.cap)
+
+    def _retarget(self, imp, se, n_drop) -> list[int]:
+        """The n_drop least important blocks, with hysteresis: a targeted block is only swapped
+        for one whose importance is lower by more than two standard errors, so noisy,
+        near-equal estimates do not make the target set flip from epoch to epoch."""
+        order = [int(i) for i in np.argsort(imp, kind="stable")]
+        if not self.targeted:
+            return sorted(order[:n_drop])
+        current = list(self.targeted)
+        for cand in order:
+            if cand in current:
+                continue
+            worst = max(current, key=lambda i: imp[i])
+            if imp[cand] + 2 * se[cand] < imp[worst]:
+                current[current.index(worst)] = cand
+            else:
+                break
+        return sorted(current)
 
     def describe(self):
         return {"name": self.name, "rate": self.rate, "target_keep": self.target_keep,

@@ -63,6 +63,7 @@ class FitConfig:
     schedule: str = "uniform"
     target_keep: float | None = None
     warmup_epochs: int | None = None
+    max_rate: float = 0.9       # adaptive with a target: final drop rate of the targeted blocks
     augment_shift: int = 1
     label_smoothing: float = 0.0
     # healing: distillation from a teacher's logits
@@ -101,7 +102,8 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
     stats = window = sd = schedule = None
     if blocks and config.drop_path_rate > 0:
         schedule = make_schedule(config.schedule, len(blocks), config.drop_path_rate,
-                                 target_keep=config.target_keep, warmup=config.warmup_epochs)
+                                 target_keep=config.target_keep, warmup=config.warmup_epochs,
+                                 max_rate=config.max_rate)
         stats = SurvivalStats(len(blocks), [b.path for b in blocks])
         window = SurvivalStats(len(blocks), [b.path for b in blocks])
         sd = StochasticDepth(model, blocks, stats).attach()

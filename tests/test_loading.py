@@ -85,7 +85,7 @@ def test_arch_specs(tmp_path):
     with pytest.raises(CompressError, match="cannot import"):
         resolve_arch("no_such_module_xyz:Thing")
     # from a sidecar: only Layer classes, never files or arbitrary callables
-    with pytest.raises(CompressError, match="pass --arch"):
+    with pytest.raises(CompressError, match="COMPRESS_TRUST_ARCH"):
         resolve_arch(f"{f}:M", trusted=False)
     with pytest.raises(CompressError, match="not a paddle.nn.Layer class"):
         resolve_arch("subprocess:run", trusted=False)

@@ -52,3 +52,15 @@ def test_n_keep_rounding():
     assert n_keep(8, 0.75) == 6
     assert n_keep(10, 0.25) == 3    # 2.5 rounds half up
     assert n_keep(8, 0.01) == 1     # at least one
+
+
+def test_adaptive_target_set_is_stable_under_noise_but_follows_clear_changes():
+    sched = make_schedule("adaptive", 4, 0.2, target_keep=0.5, warmup=1)
+    sched.rates(1, 10, _stats_with_importance([0.5, 0.05, 1.0, 0.01]))
+    assert sched.targeted == [1, 3]
+    # block 0 now looks marginally less important than block 1: within noise, no swap
+    sched.rates(2, 10, _stats_with_importance([0.049, 0.05, 1.0, 0.01]))
+    assert sched.targeted == [1, 3]
+    # block 1 becomes clearly important: it is swapped for the least important of the rest
+    sched.rates(3, 10, _stats_with_importance([0.4, 0.9, 1.0, 0.01]))
+    assert sched.targeted == [0, 3]

@@ -1,0 +1,103 @@
+"""The ``report`` command: measure models (accuracy, latency on both runtimes, FLOPs,
+parameters, file sizes) and write the accuracy-vs-latency report.
+
+Every model is exported (and verified) first; latency is then measured on the
+exported files, all models in alternation so machine drift hits all alike.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import CompressError
+from .progress import NULL, Progress
+
+
+def model_name(path) -> str:
+    return Path(path).stem
+
+
+def _export_dir_ok(export_dir: Path, model_path: Path) -> bool:
+    """An earlier export of exactly this weights file can be reused."""
+    from .fileio import sha256
+
+    meta = export_dir / "export.json"
+    if not meta.is_file():
+        return False
+    try:
+        info = json.loads(meta.read_text())
+    except json.JSONDecodeError:
+        return False
+    return (info.get("source") or {}).get("sha256") == sha256(model_path)
+
+
+def ensure_export(model_path, export_dir, progress: Progress = NULL) -> dict:
+    """Export ``model_path`` to ``export_dir`` unless an export of the same weights is already there."""
+    from .export import export_model
+
+    model_path, export_dir = Path(model_path), Path(export_dir)
+    if _export_dir_ok(export_dir, model_path):
+        return json.loads((export_dir / "export.json").read_text())
+    return export_model(model_path, export_dir, force=True, progress=progress)
+
+
+def model_entry(path, data: str | None = None) -> dict:
+    """Accuracy, size and lineage of one model (no latency yet)."""
+    from .data import load_data
+    from .flops import count_flops, count_params
+    from .loading import load_model
+    from .training import accuracy
+
+    bundle = load_model(path)
+    sc = bundle.sidecar
+    source = data or (sc.get("data") or {}).get("source")
+    acc = None
+    if source:
+        ds = load_data(source, bundle.input_shape)
+        acc = accuracy(bundle.model, ds.x_test, ds.y_test)
+    lineage = sc.get("lineage") or []
+    prune_steps = [s for s in lineage if "keep_total" in s]
+    flops, _ = count_flops(bundle.model, bundle.input_shape)
+    return {"name": model_name(path), "path": str(path),
+            "keep": prune_steps[-1]["keep_total"] if prune_steps else 1.0,
+            "parent": model_name(prune_steps[-1]["parent"]) if prune_steps else None,
+            "accuracy": acc, "params": count_params(bundle.model), "flops": flops,
+            "blocks": len(sc.get("blocks") or []), "data": source}
+
+
+def report(models: list, out_dir, data: str | None = None, threads: int = 1, batch_sizes=(1, 32),
+           warmup: int = 10, min_runs: int = 100, max_seconds: float = 60.0, onednn: bool = True,
+           progress: Progress = NULL) -> dict:
+    """Measure ``models`` and write report.json, report.md, report.html and pareto.png into ``out_dir``."""
+    from .benchmark import group_by_label, machine_info, measure_latency
+    from .reporting import build_report, write_report
+
+    if not models:
+        raise CompressError("give at least one model")
+    paths = [Path(m) for m in models]
+    names = [model_name(p) for p in paths]
+    if len(set(names)) != len(names):
+        raise CompressError("models must have distinct file names (their names label the report)")
+    if threads < 1:
+        raise CompressError("--threads must be at least 1")
+    out_dir = Path(out_dir)
+    entries, targets = [], []
+    for p in paths:
+        progress.log(f"evaluating {p}")
+        entry = model_entry(p, data)
+        export_dir = out_dir / "exports" / entry["name"]
+        info = ensure_export(p, export_dir, progress=progress)
+        entry["export_dir"] = str(export_dir)
+        entry["file_sizes"] = {f: v.get("bytes") for f, v in (info.get("files") or {}).items()}
+        entries.append(entry)
+        targets += [(entry["name"], "paddle", export_dir), (entry["name"], "onnxruntime", export_dir)]
+    records = measure_latency(targets, batch_sizes=batch_sizes, threads=threads, warmup=warmup, min_runs=min_runs,
+                              max_seconds=max_seconds, onednn=onednn, progress=progress)
+    by_label = group_by_label(records)
+    for e in entries:
+        e["runtimes"] = by_label.get(e["name"], [])
+    baseline = next((e["name"] for e in entries if e["parent"] is None), None)
+    rep = build_report(entries, machine_info(threads), baseline_name=baseline,
+                       settings={"min_runs_asked": min_runs, "max_seconds": max_seconds})
+    rep["files"] = {k: str(v) for k, v in write_report(rep, out_dir).items()}
+    return rep

@@ -1,0 +1,14 @@
+"""Shared fixtures: one tiny trained model per test session."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A resnet_tiny trained for one epoch on the digits (weights + sidecar); returns the .pdparams path."""
+    from compress.training import FitConfig, train
+
+    path = tmp_path_factory.mktemp("models") / "resnet_tiny.pdparams"
+    train(path, arch="resnet_tiny", data="digits", config=FitConfig(epochs=1, seed=0))
+    return path
