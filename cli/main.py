@@ -125,7 +125,7 @@ def train(
     schedule: str = typer.Option("linear", help="uniform, linear or adaptive."),
     target_keep: Optional[float] = typer.Option(None, help="adaptive: the keep ratio you will prune to."),
     warmup_epochs: Optional[int] = typer.Option(None, help="adaptive: epochs at the mean rate before adapting."),
-    max_rate: float = typer.Option(0.9, help="adaptive with --target-keep: final drop rate of the targeted blocks."),
+    max_rate: float = typer.Option(0.7, help="adaptive with --target-keep: final drop rate of the targeted blocks."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the weights (.pdparams or .safetensors)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

@@ -87,7 +87,7 @@ def report(models: list, out_dir, data: str | None = None, threads: int = 1, bat
         entry = model_entry(p, data)
         export_dir = out_dir / "exports" / entry["name"]
         info = ensure_export(p, export_dir, progress=progress)
-        entry["export_dir"] = str(export_dir)
+        entry["export_dir"] = str(export_dir.relative_to(out_dir))  # relative to the report directory
         entry["file_sizes"] = {f: v.get("bytes") for f, v in (info.get("files") or {}).items()}
         entries.append(entry)
         targets += [(entry["name"], "paddle", export_dir), (entry["name"], "onnxruntime", export_dir)]

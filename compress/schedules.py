@@ -59,7 +59,7 @@ class Adaptive(Schedule):
     name = "adaptive"
 
     def __init__(self, n_blocks, rate, target_keep: float | None = None, warmup: int | None = None,
-                 floor: float = 0.02, cap: float = 0.8, max_rate: float = 0.9, **_):
+                 floor: float = 0.02, cap: float = 0.8, max_rate: float = 0.7, **_):
         super().__init__(n_blocks, rate)
         if target_keep is not None and not 0.0 < target_keep <= 1.0:
             raise CompressError(f"--target-keep must be in (0, 1], got {target_keep}")

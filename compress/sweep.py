@@ -99,9 +99,12 @@ def sample_model(name: str) -> Path:
     return path
 
 
+DEMO_REPORT = {"min_runs": 100, "max_seconds": 40.0}
+
+
 def demo(out_dir="compress-demo", sample: str = "vit_tiny", keeps=(1.0, 0.75, 0.5), heal_epochs: int = 3,
-         progress: Progress = NULL) -> dict:
+         report_options: dict | None = None, progress: Progress = NULL) -> dict:
     """The main job on the embedded default: sweep a shipped sample model on digits and report."""
     heal = HealConfig(epochs=heal_epochs, patience=heal_epochs)
     return sweep(sample_model(sample), list(keeps), out_dir, heal=heal, progress=progress,
-                 report_options={"min_runs": 100, "max_seconds": 40.0})
+                 report_options=report_options or DEMO_REPORT)

@@ -63,7 +63,7 @@ class FitConfig:
     schedule: str = "uniform"
     target_keep: float | None = None
     warmup_epochs: int | None = None
-    max_rate: float = 0.9       # adaptive with a target: final drop rate of the targeted blocks
+    max_rate: float = 0.7       # adaptive with a target: final drop rate of the targeted blocks
     augment_shift: int = 1
     label_smoothing: float = 0.0
     # healing: distillation from a teacher's logits
