@@ -60,7 +60,7 @@ def prepare(x: np.ndarray, input_shape) -> np.ndarray:
     if x.shape[1] != c:
         if x.shape[1] == 1:
             x = np.repeat(x, c, axis=1)
-        elif c == 1:
+        elif c == 1 and x.shape[1] == 3:
             x = x.mean(axis=1, keepdims=True)
         else:
             raise CompressError(f"cannot adapt {x.shape[1]}-channel images to {c} channels")
@@ -162,6 +162,8 @@ def load_npz_source(input_shape, path=None, **_) -> Dataset:
     y = _labels(arrays["y"])
     if len(x) != len(y) or len(y) < 10:
         raise CompressError(f"{p}: x has {len(x)} images, y {len(y)} labels (need equal counts, at least 10)")
+    if x.ndim not in (3, 4):
+        raise CompressError(f"{p}: x must be N,H,W or N,C,H,W (or N,H,W,C), got shape {list(x.shape)}")
     parts = _split(x, y)
     xs = [prepare(q, input_shape) if i % 2 == 0 else q for i, q in enumerate(parts)]
     n = int(y.max()) + 1
@@ -184,6 +186,14 @@ def source_kind(source: str) -> str:
             raise CompressError(f"{source}: not a data directory or .npz file")
         return "folder"
     raise CompressError(f"unknown data source {source!r}: use 'digits', an image-folder directory, or an .npz file")
+
+
+def stored_source(source: str | None) -> str | None:
+    """How a data source is recorded in a sidecar: a registry name as is, a path made absolute,
+    so the model's data is found from any working directory."""
+    if source is None or source in DATA_SOURCES and not Path(source).exists():
+        return source
+    return str(Path(source).resolve())
 
 
 _CACHE: dict = {}

@@ -687,30 +687,31 @@ def _needed(formats: list[str]) -> list[str]:
     return [f for f in EXPORTERS if f in need]
 
 
-def _check_out_dir(out_dir: Path, force: bool, model_path: Path | None) -> None:
+def check_out_dir(out_dir: Path, force: bool, model_path: Path | None, flag: str = "--out") -> None:
+    """Refuse an output directory that cannot or must not be (re)written, before any work is done."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise CompressError(f"--out {out_dir} exists and is not a directory")
+        raise CompressError(f"{flag} {out_dir} exists and is not a directory")
     parent = out_dir.absolute().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise CompressError(f"--out {out_dir}: cannot create it, {parent} is not a directory")
+        raise CompressError(f"{flag} {out_dir}: cannot create it, {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise CompressError(f"--out {out_dir}: cannot create it, {parent} is not writable")
+        raise CompressError(f"{flag} {out_dir}: cannot create it, {parent} is not writable")
     if model_path is not None:
         with contextlib.suppress(OSError):
             if out_dir.resolve() == model_path.resolve().parent or out_dir.resolve() in model_path.resolve().parents:
-                raise CompressError(f"--out {out_dir} holds the source model; choose a new directory")
+                raise CompressError(f"{flag} {out_dir} holds the source model; choose a new directory")
     if out_dir.is_dir():
         try:
             entries = list(out_dir.iterdir())
         except OSError as e:
-            raise CompressError(f"--out {out_dir}: cannot read it ({e.strerror})") from None
+            raise CompressError(f"{flag} {out_dir}: cannot read it ({e.strerror})") from None
         if entries and not force:
-            raise CompressError(f"--out {out_dir} exists and is not empty; choose a new directory or pass --force "
+            raise CompressError(f"{flag} {out_dir} exists and is not empty; choose a new directory or pass --force "
                                 "to replace a previous export")
         if entries and not (out_dir / "export.json").is_file():
-            raise CompressError(f"--out {out_dir} is not empty and is not a previous export (no export.json); "
+            raise CompressError(f"{flag} {out_dir} is not empty and is not a previous export (no export.json); "
                                 "refusing to replace it even with --force")
 
 
@@ -762,7 +763,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, opset: int = DEFA
         calib_data = str(calib_data)
     out_dir = Path(out_dir)
     src_path = None if isinstance(model_path, ModelBundle) else Path(model_path)
-    _check_out_dir(out_dir, force, src_path if src_path is not None else None)
+    check_out_dir(out_dir, force, src_path if src_path is not None else None)
 
     progress.log(f"loading {model_path if src_path is not None else 'model'}")
     bundle = model_path if isinstance(model_path, ModelBundle) else load_model(model_path)

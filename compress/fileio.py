@@ -19,8 +19,13 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; rename it over ``path`` on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        from .errors import CompressError
+
+        raise CompressError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -36,8 +41,13 @@ def atomic_path(path: str | os.PathLike):
 def atomic_dir(path: str | os.PathLike):
     """Yield a temporary directory next to ``path``; move it to ``path`` on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        from .errors import CompressError
+
+        raise CompressError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())

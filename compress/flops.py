@@ -1,7 +1,7 @@
 """Counting multiply-accumulates (reported as FLOPs, the convention of paddle.flops and fvcore).
 
-Layer hooks count convolutions and linear layers; functional matmuls (attention),
-normalisations and activations (GELU included, which paddle.flops counts as 0)
+Layer hooks count convolutions, linear layers and normalisations; functional
+matmuls (attention) and activations (GELU included, which paddle.flops counts as 0)
 are counted by wrapping paddle's functional API while one forward pass runs.
 Costs are attributed to the innermost enclosing block, which gives each block's
 share of the total.
@@ -16,7 +16,11 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 _ELEMENTWISE = ("relu", "relu6", "gelu", "silu", "swish", "sigmoid", "hardswish", "hardsigmoid", "tanh",
-                "leaky_relu", "softmax", "layer_norm", "batch_norm", "group_norm", "instance_norm")
+                "leaky_relu", "softmax")
+# Paddle 3's norm layers call the C++ ops directly, not paddle.nn.functional: they are counted by layer hooks
+_NORMS = (nn.LayerNorm, nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D, nn.BatchNorm, nn.GroupNorm,
+          nn.InstanceNorm1D, nn.InstanceNorm2D, nn.InstanceNorm3D)
+_COUNTED = (nn.Conv1D, nn.Conv2D, nn.Conv3D, nn.Conv2DTranspose, nn.Linear) + _NORMS
 
 
 def _numel(t) -> int:
@@ -68,7 +72,7 @@ def _patched(counter: _Counter):
         fn = getattr(F, name, None)
         if fn is not None:
             saved[(F, name)] = fn
-            setattr(F, name, wrap_elem(fn, 2 if "norm" in name else 1))
+            setattr(F, name, wrap_elem(fn, 1))
     orig_mm = paddle.Tensor.__matmul__
     saved[(paddle.Tensor, "__matmul__")] = orig_mm
 
@@ -97,9 +101,11 @@ def count_flops(model, input_shape, blocks=()) -> tuple[int, dict[str, int]]:
             counter.add(_numel(output) * per_out)
         elif isinstance(layer, nn.Linear):
             counter.add(_numel(output) * layer.weight.shape[0])
+        elif isinstance(layer, _NORMS):
+            counter.add(2 * _numel(output))  # normalise + affine, per element
 
     for layer in model.sublayers(include_self=True):
-        if isinstance(layer, (nn.Conv1D, nn.Conv2D, nn.Conv3D, nn.Conv2DTranspose, nn.Linear)):
+        if isinstance(layer, _COUNTED):
             handles.append(layer.register_forward_post_hook(leaf_hook))
     for b in blocks:
         layer = get_sublayer(model, b.path)

@@ -8,16 +8,18 @@ writes files.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .blocks import find_blocks
+from .data import stored_source
 from .criteria import CRITERIA, DATA_CRITERIA, DEFAULT_CRITERION, Context, select
 from .errors import CompressError
 from .fileio import sha256
 from .flops import count_flops, count_params
-from .loading import check_weights_path, load_model, save_model
+from .loading import check_num_classes, check_weights_path, load_model, save_model
 from .progress import NULL, Progress
 from .schedules import n_keep
 from .surgery import remove_blocks
@@ -106,14 +108,23 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
 
     heal = heal or HealConfig()
     model_path = check_weights_path(model_path)
-    if heal.epochs < 0 or not 0.0 <= heal.alpha <= 1.0 or heal.temperature <= 0:
-        raise CompressError("--epochs must be >= 0, --alpha in [0, 1], --temperature > 0")
+    finite = all(math.isfinite(v) for v in (heal.alpha, heal.temperature, heal.lr, heal.weight_decay))
+    if heal.epochs < 0 or not finite or not 0.0 <= heal.alpha <= 1.0 or heal.temperature <= 0 or heal.lr <= 0 \
+            or heal.weight_decay < 0:
+        raise CompressError("--epochs must be >= 0, --alpha in [0, 1], --temperature > 0, --lr > 0 "
+                            "(finite numbers)")
+    if export_dir is not None:
+        from .export import check_out_dir
+
+        check_out_dir(Path(export_dir), False, model_path, flag="--export")  # refuse a bad one before any work
     teacher = load_model(model_path)
     source = data or (teacher.sidecar.get("data") or {}).get("source")
     needs_data = heal.epochs > 0 or criterion in DATA_CRITERIA
     if needs_data and not source:
         raise CompressError("healing needs data: pass --data (the model's sidecar names none), or --epochs 0")
     ds = load_data(source, teacher.input_shape) if source else None
+    if ds is not None:
+        check_num_classes(teacher.model, teacher.input_shape, ds.num_classes)
     p = plan(teacher, keep, blocks, criterion, heal.seed, ds)
     if out is None:
         out = default_out(model_path, keep, p["blocks_after"])
@@ -158,10 +169,11 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     kept_paths = {b.path for b in kept_blocks}
     all_removed = list(parent.get("removed_blocks", [])) + p["remove_paths"]
     n_root = len(kept_blocks) + len(all_removed)
-    step = {"parent": str(model_path), "parent_sha256": sha256(model_path), "keep": keep,
+    step = {"parent": str(model_path.resolve()), "parent_sha256": sha256(model_path), "keep": keep,
             "keep_total": len(kept_blocks) / n_root, "criterion": p["criterion"], "seed": heal.seed,
             "removed": p["remove_paths"], "blocks_before": p["blocks_before"], "blocks_after": p["blocks_after"],
-            "healing": {**asdict(heal), "best_epoch": best_epoch, "history": history, "data": source},
+            "healing": {**asdict(heal), "best_epoch": best_epoch, "history": history,
+                        "data": stored_source(source)},
             "accuracy": acc}
     sidecar = {k: v for k, v in parent.items() if k not in ("format", "statistics_sums")}
     sidecar.update({

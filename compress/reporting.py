@@ -293,8 +293,12 @@ def _fmt_speed(s: float) -> str:
     return f"{inv:.2f}x slower" if inv < 1.1 else f"{inv:.1f}x slower"
 
 
+HEADLINE_POINTS = 1.0
+
+
 def headline(report: dict) -> str:
-    """One line: the smallest-keep model against the original, batch 1, on its best runtime.
+    """One line: the smallest-keep model within 1 point of the original's accuracy (or, if
+    none is, the smallest keep) against the original, batch 1, on its best runtime.
 
     e.g. ``keep 0.5: 1.8x faster on ONNX Runtime, -0.9 points``.
     """
@@ -305,7 +309,9 @@ def headline(report: dict) -> str:
         return "no original in the report: nothing to compare against"
     if not pruned:
         return f"{base['name']} only: no pruned model to compare"
-    k = min(m["keep"] for m in pruned)
+    # the smallest keep that stays within HEADLINE_POINTS of the original; else the smallest keep
+    close = [m for m in pruned if (m.get("accuracy_delta_points") or 0.0) >= -HEADLINE_POINTS]
+    k = min(m["keep"] for m in (close or pruned))
     candidates = [m for m in pruned if m["keep"] == k]
     rows = [r for r in report.get("rows") or [] if r["model"] in {m["name"] for m in candidates}
             and r.get("speedup") is not None]

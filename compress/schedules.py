@@ -20,7 +20,7 @@ from .errors import CompressError
 
 def n_keep(n_blocks: int, keep: float) -> int:
     """Blocks kept for a keep ratio: round half up, at least one."""
-    return max(1, min(n_blocks, int(math.floor(keep * n_blocks + 0.5))))
+    return max(1, min(n_blocks, int(math.floor(keep * n_blocks + 0.5 + 1e-9))))  # 1e-9: 0.58*25 is 14.4999...
 
 
 class Schedule:
@@ -63,8 +63,8 @@ class Adaptive(Schedule):
         super().__init__(n_blocks, rate)
         if target_keep is not None and not 0.0 < target_keep <= 1.0:
             raise CompressError(f"--target-keep must be in (0, 1], got {target_keep}")
-        if not rate <= max_rate < 1.0:
-            raise CompressError(f"--max-rate must be in [--drop-path-rate, 1), got {max_rate}")
+        if target_keep is not None and not rate <= max_rate < 1.0:
+            raise CompressError(f"--max-rate ({max_rate}) must be in [--drop-path-rate ({rate}), 1)")
         self.target_keep = target_keep
         self.warmup = warmup
         self.floor, self.cap, self.max_rate = floor, cap, max_rate

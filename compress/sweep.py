@@ -72,9 +72,10 @@ def sweep(model, keeps: list[float], out_dir, criterion: str = "survival", heal:
             points[key] = {"status": "done", "model": str(target), "accuracy": res["accuracy"],
                            "removed": res["plan"]["remove_paths"]}
             paths.append(target)
-        except CompressError as e:
-            points[key] = {"status": "failed", "error": str(e)}
-            progress.log(f"keep {key}: failed: {e}")
+        except Exception as e:  # noqa: BLE001 - one failed point must not stop the others
+            msg = str(e) if isinstance(e, CompressError) else f"{type(e).__name__}: {e}"
+            points[key] = {"status": "failed", "error": msg}
+            progress.log(f"keep {key}: failed: {msg}")
         write_json(state_path, state)
     write_json(state_path, state)
     rep = report(paths, out_dir, data=data, progress=progress, **(report_options or {}))

@@ -130,6 +130,8 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
                     idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
                     # each rank's loss is its share of the global batch's mean, so that the
                     # gradients DataParallel averages over ranks equal one process's on the whole batch
+                    if len(idx) < world:  # a tail batch too small to give every rank a sample
+                        continue
                     scale = world / len(idx)
                     idx = idx[rank::world]
                     xb = augment(x_tr[idx], rng, config.augment_shift)
@@ -193,17 +195,20 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
     from pathlib import Path
 
     from .blocks import find_blocks
-    from .data import load_data
+    from .data import load_data, stored_source
     from .errors import CompressError
     from .flops import count_flops, count_params
     from .loading import (ArchSpec, build_model, check_num_classes, check_weights_path, default_input_shape,
                           load_model, resolve_arch, save_model)
 
     config = config or FitConfig()
-    if not 0.0 <= config.drop_path_rate < 1.0:
+    if not 0.0 <= config.drop_path_rate < 1.0:  # also false for NaN
         raise CompressError(f"--drop-path-rate must be in [0, 1), got {config.drop_path_rate}")
-    if config.epochs < 0 or config.batch_size < 1 or config.lr <= 0:
-        raise CompressError("--epochs must be >= 0, --batch-size >= 1 and --lr > 0")
+    if config.epochs < 0 or config.batch_size < 1 or not (math.isfinite(config.lr) and config.lr > 0) \
+            or not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        raise CompressError("--epochs must be >= 0, --batch-size >= 1, --lr > 0 and --weight-decay >= 0 (finite)")
+    make_schedule(config.schedule, 8, config.drop_path_rate, target_keep=config.target_keep,
+                  warmup=config.warmup_epochs, max_rate=config.max_rate)  # validate its flags before any work
     out = check_weights_path(out)
     if init is not None and Path(init).resolve() == out.resolve():
         raise CompressError(f"--out {out} would overwrite the input model; choose another path")
@@ -245,7 +250,7 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
         "input_shape": list(shape),
         "num_classes": ds.num_classes,
         "class_names": ds.class_names,
-        "data": {"source": data, **ds.describe()},
+        "data": {**ds.describe(), "source": stored_source(data)},
         "preprocess": {"layout": "NCHW", "range": [0, 1], "mean": 0.5, "std": 0.5,
                        "note": "pixels scaled to [0,1], then (x - mean) / std"},
         "removed_blocks": removed,

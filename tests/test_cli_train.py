@@ -43,6 +43,8 @@ def test_stats_table_and_plot(linear_model, tmp_path):
     res = invoke("stats", linear_model, "--plot", png)
     assert res.exit_code == 0 and "stages.1.2" in res.stdout and "importance" in res.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "afile").write_text("x")
+    assert "cannot write" in one_line_error(invoke("stats", linear_model, "--plot", tmp_path / "afile" / "s.png"))
 
 
 def test_sidecar_contents(linear_model):
@@ -99,6 +101,13 @@ def test_bad_inputs(tmp_path, linear_model):
     assert "not valid JSON" in one_line_error(invoke("train", *TINY, "--arch-kwargs", "{width: 4", "--out", out))
     assert "[0, 1)" in one_line_error(invoke("train", *TINY, "--drop-path-rate", 1.0, "--out", out))
     assert "[0, 1)" in one_line_error(invoke("train", *TINY, "--drop-path-rate", -0.1, "--out", out))
+    assert "finite" in one_line_error(invoke("train", *TINY, "--lr", "nan", "--out", out))
+    err = one_line_error(invoke("train", *TINY, "--schedule", "adaptive", "--target-keep", 0.5,
+                                "--drop-path-rate", 0.8, "--out", out))
+    assert "--max-rate (0.7) must be in [--drop-path-rate (0.8), 1)" in err
+    np.savez(tmp_path / "five.npz", x=np.random.rand(40, 5, 8, 8), y=np.arange(40) % 10)
+    assert "cannot adapt 5-channel" in one_line_error(invoke("train", *TINY, "--data", tmp_path / "five.npz",
+                                                             "--out", out))
     # empty or unreadable data directory
     (tmp_path / "empty").mkdir()
     assert "empty data directory" in one_line_error(invoke("train", *TINY, "--data", tmp_path / "empty", "--out", out))

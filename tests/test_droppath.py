@@ -50,11 +50,11 @@ def test_wrapped_block_drop_is_identity_and_keep_scaled():
     paddle.seed(0)
     model = TinyCNN()
     blocks = find_blocks(model, (1, 8, 8))
+    x = paddle.randn([64, 8, 8, 8])
     sd = StochasticDepth(model, blocks).attach()
     sd.rates[:] = 0.5
     model.train()
     block = model.stages[0][0]
-    x = paddle.randn([64, 8, 8, 8])
     y = block(x).numpy()
     mask = sd._mask[0].numpy()
     assert 0 < mask.sum() < 64
@@ -62,6 +62,39 @@ def test_wrapped_block_drop_is_identity_and_keep_scaled():
     sd.rates[:] = 0.0
     raw = block(x).numpy()                                     # rate 0: the block itself
     np.testing.assert_allclose(y[mask], x.numpy()[mask] + (raw[mask] - x.numpy()[mask]) / 0.5, rtol=1e-4, atol=1e-4)
+    model.eval()                                               # eval: no drop even at rate 0.5
+    sd.rates[:] = 0.5
+    np.testing.assert_array_equal(block(x).numpy(), block.forward(x).numpy())   # forward() bypasses hooks
     sd.detach()
+    model.train()
+    np.testing.assert_array_equal(block(x).numpy(), block.forward(x).numpy())   # hooks gone
+
+
+def test_own_droppath_is_driven_with_one_mask_per_block():
+    from compress.architectures import DropPath as TimmStyle
+    from compress.loading import ArchSpec, build_model
+
+    paddle.seed(0)
+    model = build_model(ArchSpec("vit_tiny", {"depth": 2, "dim": 16, "heads": 2}), (1, 16, 16), 10)
+    blocks = find_blocks(model, (1, 16, 16))
+    block = model.blocks[0]
+    x = paddle.randn([64, 64, 16])
     model.eval()
-    np.testing.assert_allclose(block(x).numpy(), model.stages[0][0](x).numpy())
+    full = block(x).numpy()
+    sd = StochasticDepth(model, blocks).attach()
+    assert isinstance(block.drop_path, DropPath)          # the model's own layer is driven by compress
+    sd.rates[:] = 0.5
+    model.train()
+    for layer in model.sublayers():                       # no other randomness in this block
+        assert not isinstance(layer, paddle.nn.Dropout)
+    y = block(x).numpy()
+    mask = sd._mask[0].numpy()
+    assert 0 < mask.sum() < 64
+    # both residual branches skipped together: a dropped sample is exactly the identity
+    np.testing.assert_allclose(y[~mask], x.numpy()[~mask])
+    kept = y[mask] - x.numpy()[mask]
+    assert np.abs(kept).max() > 0
+    sd.detach()
+    assert isinstance(block.drop_path, TimmStyle)          # restored
+    model.eval()
+    np.testing.assert_allclose(block(x).numpy(), full, atol=1e-6)

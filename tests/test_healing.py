@@ -95,6 +95,20 @@ def test_bad_inputs(trained, tmp_path):
     assert "repeats" in one_line_error(invoke("prune", trained, "--blocks", "1,1"))
     assert "all 4 blocks" in one_line_error(invoke("prune", trained, "--blocks", "0,1,2,3"))
     assert "unknown criterion" in one_line_error(invoke("prune", trained, "--keep", 0.5, "--criterion", "magic"))
+    assert "finite" in one_line_error(invoke("prune", trained, "--keep", 0.5, "--lr", "nan"))
+    assert "finite" in one_line_error(invoke("prune", trained, "--keep", 0.5, "--temperature", "nan"))
+    # healing data that does not fit the model
+    np.savez(tmp_path / "three.npz", x=np.random.rand(40, 8, 8), y=np.arange(40) % 3)
+    err = one_line_error(invoke("prune", trained, "--keep", 0.5, "--data", tmp_path / "three.npz", "--out",
+                                tmp_path / "x.pdparams"))
+    assert "outputs 10 logits but the data has 3 classes" in err
+    # a bad --export directory is refused before anything is pruned or written
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    err = one_line_error(invoke("prune", trained, "--keep", 0.5, "--epochs", 0, "--export", tmp_path / "full",
+                                "--out", tmp_path / "e.pdparams"))
+    assert "--export" in err and "not empty" in err
+    assert not (tmp_path / "e.pdparams").exists() and not (tmp_path / "x.pdparams").exists()
     # a model with no removable block
     flat = tmp_path / "flat.pdparams"
     assert invoke("train", "--arch", "tiny_models:TinyCNN", "--input-shape", "1,8,8", "--epochs", 0,

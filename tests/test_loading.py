@@ -73,7 +73,7 @@ def test_mismatched_weights_name_keys():
         apply_weights(model, state, "x")
 
 
-def test_arch_specs(tmp_path):
+def test_arch_specs(tmp_path, monkeypatch):
     assert resolve_arch("vit_tiny") is not None
     assert resolve_arch("tiny_models:TinyCNN") is TinyCNN
     f = tmp_path / "m.py"
@@ -84,11 +84,18 @@ def test_arch_specs(tmp_path):
         resolve_arch("nope")
     with pytest.raises(CompressError, match="cannot import"):
         resolve_arch("no_such_module_xyz:Thing")
-    # from a sidecar: only Layer classes, never files or arbitrary callables
-    with pytest.raises(CompressError, match="COMPRESS_TRUST_ARCH"):
-        resolve_arch(f"{f}:M", trusted=False)
-    with pytest.raises(CompressError, match="not a paddle.nn.Layer class"):
-        resolve_arch("subprocess:run", trusted=False)
+    # from a sidecar: shipped names only, unless the user opted in; nothing is imported before that
+    monkeypatch.delenv("COMPRESS_TRUST_ARCH")
+    assert resolve_arch("resnet_tiny", trusted=False) is not None
+    marker = tmp_path / "imported"
+    (tmp_path / "sidefx.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass M: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for spec in (f"{f}:M", "subprocess:run", "sidefx:M"):
+        with pytest.raises(CompressError, match="--trust-arch"):
+            resolve_arch(spec, trusted=False)
+    assert not marker.exists()
+    monkeypatch.setenv("COMPRESS_TRUST_ARCH", "1")
+    assert resolve_arch("sidefx:M", trusted=False).__name__ == "M" and marker.exists()
     with pytest.raises(CompressError, match="not valid JSON"):
         parse_kwargs("{bad")
 
