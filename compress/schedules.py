@@ -87,15 +87,15 @@ class Adaptive(Schedule):
             out[self.targeted] = self.rate + (self.max_rate - self.rate) * progress
             return out
         inv = 1.0 / np.maximum(np.where(known, imp, np.nanmedian(imp) if known.any() else 1.0), 1e-3)
-        out = inv / inv.mean() * self.rate
-        for _ in range(20):  # clip, then restore the mean on the unclipped ones
-            out = np.clip(out, self.floor, self.cap)
-            free = (out > self.floor) & (out < self.cap)
-            gap = self.rate * self.n - out.sum()
-            if abs(gap) < 1e-9 or not free.any():
-                break
-            out[free] += gap * out[free] / out[free].sum()
-        return np.clip(out, self.floor, self.cap)
+        # rates = clip(s * inv, floor, cap); mean(rates) grows monotonically with s: bisect for the target mean
+        lo, hi = 0.0, self.cap / inv.min()
+        for _ in range(100):
+            s = (lo + hi) / 2
+            if np.clip(s * inv, self.floor, self.cap).mean() < self.rate:
+                lo = s
+            else:
+                hi = s
+        return np.clip(hi * inv, self.floor, self.cap)
 
     def _retarget(self, imp, se, n_drop) -> list[int]:
         """The n_drop least important blocks, with hysteresis: a targeted block is only swapped

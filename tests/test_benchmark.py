@@ -1,5 +1,6 @@
 """Latency measurement on real runtimes: Paddle Inference and ONNX Runtime on tiny exported models."""
 import os
+from pathlib import Path
 
 os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -36,11 +37,11 @@ def _net(width):
 
 def _export(model, d):
     import paddle
-    import paddle2onnx
+
+    from compress.export import _paddle2onnx  # paddle2onnx with its run-time pip installs kept off
 
     paddle.jit.save(model, f"{d}/paddle/model", input_spec=[paddle.static.InputSpec([None, *SHAPE], "float32", "x")])
-    paddle2onnx.export(f"{d}/paddle/model.json", f"{d}/paddle/model.pdiparams", save_file=f"{d}/model.onnx",
-                       opset_version=17)
+    _paddle2onnx(Path(f"{d}/paddle/model.json"), Path(f"{d}/paddle/model.pdiparams"), Path(f"{d}/model.onnx"), 17)
     assert os.path.getsize(f"{d}/model.onnx") > 0
 
 

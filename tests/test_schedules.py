@@ -64,3 +64,9 @@ def test_adaptive_target_set_is_stable_under_noise_but_follows_clear_changes():
     # block 1 becomes clearly important: it is swapped for the least important of the rest
     sched.rates(3, 10, _stats_with_importance([0.4, 0.9, 1.0, 0.01]))
     assert sched.targeted == [0, 3]
+
+
+def test_adaptive_holds_the_mean_when_clipping_saturates():
+    sched = make_schedule("adaptive", 4, 0.3, warmup=0)
+    r = sched.rates(1, 10, _stats_with_importance([1.0, 0.0005, 1.2, 0.9]))
+    assert abs(r.mean() - 0.3) < 1e-6 and r[1] == sched.cap and r.min() >= sched.floor
