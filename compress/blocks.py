@@ -37,6 +37,21 @@ class Block:
         return cls(d["index"], d["path"], d["params"], list(d.get("own_droppath", [])), d.get("flops", 0))
 
 
+def probe_forward(model, x, handles=()):
+    """One forward pass in eval mode without gradients (for hooks to observe); then the hooks
+    in ``handles`` are removed and the model's train/eval mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with paddle.no_grad():
+            return model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        if was_training:
+            model.train()
+
+
 def _n_params(layer) -> int:
     return int(sum(int(p.numel()) for p in layer.parameters()))
 
@@ -75,16 +90,7 @@ def find_blocks(model, input_shape) -> list[Block]:
     for path, layer in cands.items():
         handles.append(layer.register_forward_pre_hook(pre(path)))
         handles.append(layer.register_forward_post_hook(post(path)))
-    was_training = model.training
-    model.eval()
-    try:
-        with paddle.no_grad():
-            model(paddle.randn([2, *input_shape]))
-    finally:
-        for h in handles:
-            h.remove()
-        if was_training:
-            model.train()
+    probe_forward(model, paddle.randn([2, *input_shape]), handles)
     ok = [p for p in order if seen[p]["calls"] == 1 and seen[p]["in"] is not None and seen[p]["in"] == seen[p].get("out")]
     innermost = [p for p in ok if not any(q != p and q.startswith(p + ".") for q in ok)]
     return [Block(i, p, _n_params(cands[p]), find_own_droppath(cands[p])) for i, p in enumerate(innermost)]

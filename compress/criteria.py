@@ -89,6 +89,7 @@ def _block_io(ctx, max_samples=256):
     """Per block: (input, output) activations on validation data, flattened per sample."""
     import paddle
 
+    from .blocks import probe_forward
     from .droppath import get_sublayer
 
     if ctx.data is None:
@@ -100,13 +101,7 @@ def _block_io(ctx, max_samples=256):
         layer = get_sublayer(ctx.model, b.path)
         handles.append(layer.register_forward_post_hook(
             lambda l, inp, out, i=i: acts.__setitem__(i, (inp[0].flatten(1).numpy(), out.flatten(1).numpy())) and None))
-    ctx.model.eval()
-    try:
-        with paddle.no_grad():
-            ctx.model(paddle.to_tensor(x))
-    finally:
-        for h in handles:
-            h.remove()
+    probe_forward(ctx.model, paddle.to_tensor(x), handles)
     return acts
 
 

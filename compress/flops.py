@@ -89,6 +89,7 @@ def _patched(counter: _Counter):
 
 def count_flops(model, input_shape, blocks=()) -> tuple[int, dict[str, int]]:
     """(total MACs for one sample, MACs per block path)."""
+    from .blocks import probe_forward
     from .droppath import get_sublayer
 
     counter = _Counter([b.path for b in blocks])
@@ -111,16 +112,8 @@ def count_flops(model, input_shape, blocks=()) -> tuple[int, dict[str, int]]:
         layer = get_sublayer(model, b.path)
         handles.append(layer.register_forward_pre_hook(lambda l, i, p=b.path: counter.stack.append(p)))
         handles.append(layer.register_forward_post_hook(lambda l, i, o: counter.stack.pop() and None))
-    was_training = model.training
-    model.eval()
-    try:
-        with _patched(counter), paddle.no_grad():
-            model(paddle.zeros([1, *input_shape]))
-    finally:
-        for h in handles:
-            h.remove()
-        if was_training:
-            model.train()
+    with _patched(counter):
+        probe_forward(model, paddle.zeros([1, *input_shape]), handles)
     return counter.total, counter.per_block
 
 

@@ -236,12 +236,9 @@ def build_model(arch: ArchSpec, input_shape, num_classes: int | None = None, tru
 def output_width(model, input_shape) -> int:
     import paddle
 
-    was_training = model.training
-    model.eval()
-    with paddle.no_grad():
-        out = model(paddle.zeros([2, *input_shape], dtype="float32"))
-    if was_training:
-        model.train()
+    from .blocks import probe_forward
+
+    out = probe_forward(model, paddle.zeros([2, *input_shape], dtype="float32"))
     if isinstance(out, (list, tuple)):
         out = out[0]
     if out.ndim != 2:

@@ -116,6 +116,7 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
         best_acc, result.best_epoch = accuracy(model, data.x_val, data.y_val), 0
         best_state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     rank, world = shard
+    last_val: dict = {}
     t0 = time.perf_counter()
     try:
         with progress.task("training", config.epochs * steps_per_epoch) as advance:
@@ -158,8 +159,9 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
                         stats.update(masks, ls)
                         window.update(masks, ls)
                     losses.append(float(loss))
-                    advance(1, loss=losses[-1])
+                    advance(1, epoch=f"{epoch + 1}/{config.epochs}", loss=losses[-1], **last_val)
                 val = accuracy(model, data.x_val, data.y_val)
+                last_val = {"val_acc": val}
                 rec = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_accuracy": val}
                 if sd is not None:
                     rec["rates"] = [round(float(r), 4) for r in sd.rates]
