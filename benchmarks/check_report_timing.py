@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 
-def time_onnx(path: Path, threads: int, runs: int, warmup: int = 20) -> float:
+def time_onnx(path: Path, threads: int, runs: int, warmup: int = 200) -> float:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1

@@ -13,7 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from compress.benchmark import machine_info, measure_latency
+from compress.benchmark import machine_info, measure_latency_isolated
 from compress.export import export_model
 from compress.flops import count_flops
 from compress.healing import HealConfig, prune
@@ -40,7 +40,7 @@ def main(argv=None):
             flops[name] = count_flops(b.model, b.input_shape)[0]
             export_model(path, tmp / name)
         targets = [(n, rt, tmp / n) for n in ("original", "pruned") for rt in ("paddle", "onnxruntime")]
-        recs = measure_latency(targets, batch_sizes=(1,), threads=a.threads, warmup=50, min_runs=a.runs,
+        recs = measure_latency_isolated(targets, batch_sizes=(1,), threads=a.threads, warmup=50, min_runs=a.runs,
                                max_runs=a.runs, max_seconds=None)
     p50 = {(r["label"], r["runtime"]): r["latency_ms_p50"] for r in recs}
     flops_ratio = flops["pruned"] / flops["original"]

@@ -287,6 +287,10 @@ def _input_for(shape, batch: int, seed: int) -> np.ndarray:
     return rng.standard_normal((batch, *shape), dtype=np.float32)
 
 
+BURST = 20   # timed runs per turn of one model in the round-robin
+REWARM = 5   # untimed runs that start each turn: a model switched back to needs ~5 runs to reach steady state
+
+
 def measure_latency(
     targets: Iterable,
     batch_sizes=(1, 32),
@@ -300,6 +304,8 @@ def measure_latency(
     seed: int = 0,
     progress: Progress = NULL,
     on_run: Callable[[str, int, int], None] | None = None,
+    burst: int = BURST,
+    rewarm: int = REWARM,
 ) -> list[dict]:
     """Time exported models in alternation; one record per (target, batch size).
 
@@ -308,8 +314,13 @@ def measure_latency(
     or :class:`Target` objects. Labels must be unique per runtime.
 
     For each batch size: ``warmup`` (at least 10) untimed runs of each target (in turn), then
-    iterations of one timed run of each target in turn until every target has
-    ``min_runs`` and either ``max_runs`` runs or the time budget is spent.
+    turns in round-robin: each turn gives one target ``rewarm`` untimed runs and then ``burst``
+    timed runs, until every target has ``min_runs`` and either ``max_runs`` runs or the time
+    budget is spent. Bursts measure the steady state a deployed model runs in: switched back
+    to after another model (or after idling), a model's first runs are slow (on this machine
+    ONNX Runtime took 1.3-1.6 ms for the first run of the ViT sample after Paddle runs, and
+    about 5 runs to settle at 0.85 ms); the round-robin still spreads machine drift over all
+    targets alike.
     ``min_runs`` wins over the budget. ``max_seconds`` is the budget for the whole
     call, shared among the batch sizes (unspent time passes on to the next).
     With neither ``max_runs`` nor ``max_seconds``, exactly ``min_runs`` are made.
@@ -388,14 +399,22 @@ def measure_latency(
                         break
                     if max_runs is None and budget_end is None:
                         break
+                turn = burst  # clamped so as not to run past min_runs (while short of it) or max_runs
+                if n < min_runs:
+                    turn = min(turn, min_runs - n)
+                if max_runs is not None:
+                    turn = min(turn, max_runs - n)
                 for i, ((t, r, _), x) in enumerate(zip(runners, xs)):
-                    if on_run is not None:
-                        on_run(t.label, batch, n)
-                    t0 = clock()
-                    r.run(x)
-                    samples[i].append(clock() - t0)
-                n += 1
-                if n % 10 == 0:
+                    for _ in range(rewarm):  # untimed: back to this model's steady state
+                        r.run(x)
+                    for j in range(turn):
+                        if on_run is not None:
+                            on_run(t.label, batch, n + j)
+                        t0 = clock()
+                        r.run(x)
+                        samples[i].append(clock() - t0)
+                n += turn
+                if n - reported >= 10:
                     advance(n - reported, **_recent_p50(runners, samples))
                     reported = n
             if n > reported:
@@ -405,11 +424,42 @@ def measure_latency(
             rec = {"label": t.label, "runtime": t.runtime, "path": str(r.path), "batch": batch, "threads": r.threads,
                    "input_shape": list(shape),
                    **percentiles_ms(s), "runs": len(s), "warmup": warmup, "seconds": seconds,
-                   "alternated_with": len(runners), "stopped_by": stopped_by}
+                   "alternated_with": len(runners), "burst": burst, "rewarm": rewarm,
+                   "stopped_by": stopped_by}
             if isinstance(r, PaddleInferenceRunner):
                 rec["onednn"] = r.onednn
             records.append(rec)
         progress.log(f"batch {batch}: {n} runs of each of {len(runners)} models in {seconds:.1f} s")
+    return records
+
+
+def _measure_in_this_process(targets, kwargs):
+    return measure_latency(targets, **kwargs)
+
+
+def measure_latency_isolated(targets: Iterable, progress: Progress = NULL, **kwargs) -> list[dict]:
+    """``measure_latency`` with each runtime in a fresh process of its own, one runtime after the other.
+
+    Running Paddle Inference in a process slows ONNX Runtime in that process for good (seen here:
+    the ViT sample's p50 went from 0.9 to 1.36 ms once Paddle runs were interleaved, with oneDNN
+    on or off, OpenMP spin-waiting off or on), which would bias every cross-runtime figure. Within
+    a runtime the models are still timed in alternation.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    targets = [Target.coerce(t) for t in targets]
+    by_runtime: dict[str, list] = {}
+    for t in targets:
+        by_runtime.setdefault(t.runtime, []).append(t)
+    if kwargs.get("max_seconds") is not None:  # the time budget is shared among the runtimes
+        kwargs = {**kwargs, "max_seconds": kwargs["max_seconds"] / len(by_runtime)}
+    records = []
+    ctx = multiprocessing.get_context("spawn")
+    for runtime, group in by_runtime.items():
+        progress.log(f"timing {len(group)} model(s) on {RUNTIME_LABELS.get(runtime, runtime)} in a separate process")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            records += pool.submit(_measure_in_this_process, group, kwargs).result()
     return records
 
 

@@ -69,7 +69,7 @@ def report(models: list, out_dir, data: str | None = None, threads: int = 1, bat
            warmup: int = 10, min_runs: int = 100, max_seconds: float = 60.0, onednn: bool = True,
            progress: Progress = NULL) -> dict:
     """Measure ``models`` and write report.json, report.md, report.html and pareto.png into ``out_dir``."""
-    from .benchmark import group_by_label, machine_info, measure_latency
+    from .benchmark import group_by_label, machine_info, measure_latency_isolated
     from .reporting import build_report, write_report
 
     if not models:
@@ -91,8 +91,8 @@ def report(models: list, out_dir, data: str | None = None, threads: int = 1, bat
         entry["file_sizes"] = {f: v.get("bytes") for f, v in (info.get("files") or {}).items()}
         entries.append(entry)
         targets += [(entry["name"], "paddle", export_dir), (entry["name"], "onnxruntime", export_dir)]
-    records = measure_latency(targets, batch_sizes=batch_sizes, threads=threads, warmup=warmup, min_runs=min_runs,
-                              max_seconds=max_seconds, onednn=onednn, progress=progress)
+    records = measure_latency_isolated(targets, batch_sizes=batch_sizes, threads=threads, warmup=warmup,
+                                       min_runs=min_runs, max_seconds=max_seconds, onednn=onednn, progress=progress)
     by_label = group_by_label(records)
     for e in entries:
         e["runtimes"] = by_label.get(e["name"], [])

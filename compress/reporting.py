@@ -186,6 +186,7 @@ def _settings_from(models: list[dict]) -> dict:
     return {"threads": values("threads"), "batch_sizes": values("batch"), "warmup": values("warmup"),
             "runs_min": min(runs) if runs else None, "runs_max": max(runs) if runs else None,
             "alternation": bool(alt) and max(alt) > 1, "alternated_with": max(alt) if alt else None,
+            "burst": values("burst"), "rewarm": values("rewarm"),
             "onednn": values("onednn")}
 
 
@@ -261,9 +262,11 @@ def _notes(report: dict) -> list[str]:
                      "per model and batch size; p50/p90/p99 are percentiles of the per-run wall time "
                      "(input copy in, inference, logits copy out).")
         if s.get("alternation"):
+            burst, rewarm = (s.get("burst") or ["?"])[0], (s.get("rewarm") or ["?"])[0]
             notes.append(f"The {s.get('alternated_with')} model/runtime pairs of each batch size were measured "
-                         "in alternation (round-robin: one timed run of each in turn, every iteration), so machine "
-                         "drift hit all of them alike.")
+                         f"in alternation (round-robin; each turn {rewarm} untimed runs, then {burst} timed runs "
+                         "of one model), so machine drift hit all of them alike while each model was timed in "
+                         "its steady state.")
         else:
             notes.append("The models were not measured in alternation: drift between their measurements "
                          "is not cancelled out.")

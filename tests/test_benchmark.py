@@ -132,7 +132,8 @@ def test_measure_latency_alternates_and_reports_percentiles(exports):
                ("big", "onnxruntime", big), ("small", "onnxruntime", small)]
     schedule = []
     recs = measure_latency(targets, batch_sizes=(1, 4), threads=1, warmup=10, min_runs=15, max_runs=20,
-                           max_seconds=5.0, on_run=lambda label, batch, it: schedule.append((label, batch, it)))
+                           max_seconds=5.0, burst=3,
+                           on_run=lambda label, batch, it: schedule.append((label, batch, it)))
     assert len(recs) == len(targets) * 2
     for r in recs:
         assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"]
@@ -144,17 +145,20 @@ def test_measure_latency_alternates_and_reports_percentiles(exports):
         (t[0], t[1], b) for t in targets for b in (1, 4)}
     assert all(r["onednn"] is True for r in recs if r["runtime"] == "paddle")
 
-    # round-robin: within each batch size, every consecutive group of len(targets) timed runs
-    # is one run of each target, in the same order, iteration after iteration
+    # round-robin in bursts: within each batch size, turns of `burst` consecutive timed runs of one
+    # target (the last turn may be shorter, to stop at max_runs), targets in the same order every round
     labels = [t[0] for t in targets]
     for batch in (1, 4):
         seq = [(label, it) for label, b, it in schedule if b == batch]
-        n_iter = len(seq) // len(targets)
-        assert len(seq) == n_iter * len(targets) and n_iter >= 15
-        for i in range(n_iter):
-            chunk = seq[i * len(targets):(i + 1) * len(targets)]
-            assert [c[0] for c in chunk] == labels
-            assert {c[1] for c in chunk} == {i}
+        assert len(seq) == 20 * len(targets)
+        turns = []
+        for label, it in seq:
+            if turns and turns[-1][0] == label and len(turns[-1][1]) < 3 and it == turns[-1][1][-1] + 1:
+                turns[-1][1].append(it)
+            else:
+                turns.append((label, [it]))
+        assert [t[0] for t in turns] == labels * (len(turns) // len(labels))
+        assert [len(t[1]) for t in turns] == [3] * (6 * len(labels)) + [2] * len(labels)
     # batch sizes are measured one after the other
     assert [b for _, b, _ in schedule] == sorted(b for _, b, _ in schedule)
 
