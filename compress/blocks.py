@@ -32,9 +32,6 @@ class Block:
         return {"index": self.index, "path": self.path, "params": self.params,
                 "droppath": self.droppath, "own_droppath": self.own_droppath, "flops": self.flops}
 
-    @classmethod
-    def from_json(cls, d: dict) -> "Block":
-        return cls(d["index"], d["path"], d["params"], list(d.get("own_droppath", [])), d.get("flops", 0))
 
 
 def probe_forward(model, x, handles=()):

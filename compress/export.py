@@ -844,10 +844,3 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, opset: int = DEFA
         raise CompressError(f"cannot write the export to {out_dir}: {e.strerror or e} ({where}); nothing written") from None
     progress.log(f"wrote {out_dir}")
     return record
-
-
-def read_export(out_dir: str | Path) -> dict:
-    p = Path(out_dir) / "export.json"
-    if not p.is_file():
-        raise CompressError(f"{out_dir}: no export.json (not an export written by compress export)")
-    return json.loads(p.read_text())

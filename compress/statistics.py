@@ -52,10 +52,6 @@ class SurvivalStats:
         for v in self.sums.values():
             v *= factor
 
-    def merge(self, other: "SurvivalStats") -> None:
-        for f in FIELDS:
-            self.sums[f] += other.sums[f]
-
     # -- derived
     def _mean_var(self, n, s1, s2):
         mean = s1 / n if n > 0 else math.nan
@@ -98,12 +94,6 @@ class SurvivalStats:
     def to_json(self) -> dict:
         return {"names": self.names, "sums": {k: v.tolist() for k, v in self.sums.items()}}
 
-    @classmethod
-    def from_json(cls, d: dict) -> "SurvivalStats":
-        st = cls(len(d["names"]), list(d["names"]))
-        for k in FIELDS:
-            st.sums[k] = np.asarray(d["sums"][k], dtype=np.float64)
-        return st
 
 
 def _f(x: float):

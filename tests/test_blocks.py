@@ -1,4 +1,3 @@
-import paddle.nn as nn
 
 from compress.blocks import describe_blocks, find_blocks
 from compress.architectures import ARCHITECTURES

@@ -1,5 +1,4 @@
 """Tiny models built in code for the tests (also loadable as tests/tiny_models.py:Name)."""
-import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
