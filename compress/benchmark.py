@@ -146,21 +146,12 @@ class PaddleInferenceRunner(Runner):
 
     def __init__(self, export_dir, threads: int = 1, onednn: bool = True):
         super().__init__()
-        from paddle import inference
+        from .export import paddle_predictor  # the one place a Paddle Inference config is built
 
         model, params = _paddle_files(Path(export_dir))
         self.path, self.threads, self.onednn = model, int(threads), bool(onednn)
-        config = inference.Config(str(model), str(params))
-        config.disable_gpu()
-        config.set_cpu_math_library_num_threads(self.threads)
-        if self.onednn:
-            config.enable_mkldnn()
-        else:
-            config.disable_mkldnn()
-        config.switch_ir_optim(True)
-        config.disable_glog_info()
         try:
-            self._predictor = inference.create_predictor(config)
+            self._predictor = paddle_predictor(model, params, onednn=self.onednn, threads=self.threads)
         except Exception as e:  # noqa: BLE001 - paddle raises many types; report one line
             raise CompressError(self._failure("cannot load", e)) from None
         names = self._predictor.get_input_names()

@@ -291,6 +291,7 @@ def paddle_predictor(model_file: str | Path, params_file: str | Path, onednn: bo
     else:
         cfg.disable_mkldnn()
     cfg.set_cpu_math_library_num_threads(threads)
+    cfg.switch_ir_optim(True)
     cfg.disable_glog_info()
     return pi.create_predictor(cfg)
 
