@@ -69,8 +69,8 @@ def version_cb(value: bool):
 def main(version: bool = typer.Option(False, "--version", callback=version_cb, is_eager=True,
                                       help="Print the version and exit."),
          trust_arch: bool = typer.Option(False, "--trust-arch",
-                                         help="Allow running the model code (a .py file or a factory function) "
-                                              "that a sidecar names. Weight files never run code.")):
+                                         help="Trust the model code (a .py file, a factory function) that a "
+                                              "sidecar names, and remember it. Weight files never run code.")):
     if trust_arch:
         os.environ["COMPRESS_TRUST_ARCH"] = "1"
 

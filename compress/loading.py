@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import trust
 from .errors import CompressError
 from .fileio import atomic_path, write_json
 
@@ -140,17 +141,14 @@ def parse_kwargs(text: str | None) -> dict:
     return value
 
 
-def trust_sidecar_code() -> bool:
-    """Opt-in (``compress --trust-arch`` or COMPRESS_TRUST_ARCH=1) to run a model file a sidecar names."""
-    return os.environ.get("COMPRESS_TRUST_ARCH", "") not in ("", "0")
-
-
-def resolve_arch(spec: str, trusted: bool = True):
+def resolve_arch(spec: str, trusted: bool = True, near: Path | None = None):
     """Return the callable that builds the model.
 
-    ``trusted=False`` is used for specs read from a sidecar: those may only name a
-    shipped architecture, unless the user opted in (``--trust-arch``), since
-    importing a module or a file runs its code.
+    ``trusted=True``: the user named ``spec`` themselves (``--arch`` or a Python call);
+    a spec that a sidecar could not name alone is then remembered as trusted
+    (:func:`compress.trust.remember`). ``trusted=False``: ``spec`` comes from a sidecar
+    (next to a model in ``near``) and the rule of :mod:`compress.trust` applies before
+    anything is imported.
     """
     from .architectures import ARCHITECTURES
 
@@ -160,25 +158,9 @@ def resolve_arch(spec: str, trusted: bool = True):
         known = ", ".join(sorted(ARCHITECTURES))
         raise CompressError(f"unknown architecture {spec!r}: use one of {known}, or module:callable, or file.py:callable")
     target, _, name = spec.rpartition(":")
-    if not trusted and not trust_sidecar_code():
-        # importing a module runs its code: a sidecar alone may not make us do that
-        raise CompressError(f"the sidecar names {spec}, which is not a shipped architecture; importing it runs its "
-                            "code: run `compress --trust-arch ...` (or set COMPRESS_TRUST_ARCH=1) if you trust it")
+    how = None if trusted else trust.check_sidecar_arch(spec, None, near)
     if target.endswith(".py"):
-        file = Path(target)
-        if not file.is_file():
-            raise CompressError(f"unknown architecture {spec!r}: {target} does not exist")
-        mod_name = f"compress_user_arch_{abs(hash(str(file.resolve())))}"
-        module = sys.modules.get(mod_name)
-        if module is None:
-            s = importlib.util.spec_from_file_location(mod_name, file)
-            module = importlib.util.module_from_spec(s)
-            sys.modules[mod_name] = module
-            try:
-                s.loader.exec_module(module)
-            except Exception as e:
-                del sys.modules[mod_name]
-                raise CompressError(f"cannot import {target}: {type(e).__name__}: {e}") from None
+        module = _import_file(spec, Path(target))
     else:
         try:
             module = importlib.import_module(target)
@@ -189,9 +171,39 @@ def resolve_arch(spec: str, trusted: bool = True):
         obj = getattr(obj, part, None)
         if obj is None:
             raise CompressError(f"unknown architecture {spec!r}: {target} has no {name}")
+    if how is not None:
+        trust.check_imported(spec, how, obj)
     if not callable(obj):
         raise CompressError(f"unknown architecture {spec!r}: {name} is not callable")
+    if trusted:
+        trust.remember_if_needed(spec)
     return obj
+
+
+def _import_file(spec: str, file: Path):
+    if not file.is_file():
+        raise CompressError(f"unknown architecture {spec!r}: {file} does not exist")
+    mod_name = f"compress_user_arch_{abs(hash(str(file.resolve())))}"
+    module = sys.modules.get(mod_name)
+    if module is None:
+        s = importlib.util.spec_from_file_location(mod_name, file)
+        module = importlib.util.module_from_spec(s)
+        sys.modules[mod_name] = module
+        try:
+            s.loader.exec_module(module)
+        except Exception as e:
+            del sys.modules[mod_name]
+            raise CompressError(f"cannot import {file}: {type(e).__name__}: {e}") from None
+    return module
+
+
+def canonical_spec(spec: str) -> str:
+    """How a spec is stored in a sidecar: a ``.py`` file by its absolute path, so the model
+    loads from any working directory."""
+    target, sep, name = spec.rpartition(":")
+    if sep and target.endswith(".py"):
+        return f"{Path(target).resolve()}:{name}"
+    return spec
 
 
 def default_input_shape(spec: str) -> tuple[int, int, int] | None:
@@ -210,11 +222,18 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
     return shape
 
 
-def build_model(arch: ArchSpec, input_shape, num_classes: int | None = None, trusted: bool = True):
+def build_model(arch: ArchSpec, input_shape, num_classes: int | None = None, trusted: bool = True,
+                near: Path | None = None):
     """Instantiate the architecture; shipped ones get ``num_classes``/``in_chans`` filled in."""
     from .architectures import ARCHITECTURES
 
-    factory = resolve_arch(arch.spec, trusted=trusted)
+    if not isinstance(arch.kwargs, dict):
+        raise CompressError(f"the architecture's kwargs must be a JSON object, got {type(arch.kwargs).__name__}")
+    if arch.kwargs.get("pretrained"):
+        raise CompressError(f"{arch.spec} with pretrained=true would download weights at run time, which compress "
+                            "never does; give the pretrained weights file instead "
+                            "(`compress train PRETRAINED.pdparams --arch ...`)")
+    factory = resolve_arch(arch.spec, trusted=trusted, near=near)
     kwargs = dict(arch.kwargs)
     if arch.spec in ARCHITECTURES:
         if num_classes is not None:
@@ -328,7 +347,8 @@ def load_model(path: str | os.PathLike, arch: str | None = None, arch_kwargs: di
     sidecar.setdefault("input_shape", list(default_input_shape(sidecar["arch"]["spec"]) or (3, 224, 224)))
     spec = ArchSpec(sidecar["arch"]["spec"], sidecar["arch"].get("kwargs", {}))
     state = load_weights(path)
-    model = build_model(spec, sidecar["input_shape"], num_classes or sidecar.get("num_classes"), trusted=arch is not None)
+    model = build_model(spec, sidecar["input_shape"], num_classes or sidecar.get("num_classes"), trusted=arch is not None,
+                        near=path.parent)
     removed = sidecar.get("removed_blocks") or []
     if removed:
         from .surgery import remove_blocks

@@ -200,8 +200,8 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
     from .data import load_data, stored_source
     from .errors import CompressError
     from .flops import count_flops, count_params
-    from .loading import (ArchSpec, build_model, check_num_classes, check_weights_path, default_input_shape,
-                          load_model, resolve_arch, save_model)
+    from .loading import (ArchSpec, build_model, canonical_spec, check_num_classes, check_weights_path,
+                          default_input_shape, load_model, resolve_arch, save_model)
 
     config = config or FitConfig()
     if not 0.0 <= config.drop_path_rate < 1.0:  # also false for NaN
@@ -225,7 +225,7 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
     else:
         if arch is None:
             raise CompressError("give --arch (a shipped name, module:callable or file.py:callable) or an initial model")
-        spec = ArchSpec(arch, arch_kwargs or {})
+        spec = ArchSpec(canonical_spec(arch), arch_kwargs or {})
         resolve_arch(arch)  # fail early on an unknown architecture
         shape = tuple(input_shape) if input_shape else default_input_shape(arch)
         if shape is None:

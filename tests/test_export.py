@@ -174,9 +174,9 @@ def test_bad_format_and_batch_refused(tiny_model, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_int8_written_and_accuracy_recorded(tiny_model, tmp_path):
+def test_int8_written_and_accuracy_recorded(trained_resnet, tmp_path):
     out = tmp_path / "q"
-    res = run(tiny_model, "--out", out, "--int8", "--format", "onnx", "--json")
+    res = run(trained_resnet, "--out", out, "--int8", "--format", "onnx", "--json")
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     q = info["int8"]
@@ -188,14 +188,14 @@ def test_int8_written_and_accuracy_recorded(tiny_model, tmp_path):
     assert sess.run(None, {"x": np.zeros((2, 1, 16, 16), np.float32)})[0].shape == (2, 10)
 
 
-def test_int8_calibration_data_from_npz(tiny_model, tmp_path):
+def test_int8_calibration_data_from_npz(trained_resnet, tmp_path):
     from sklearn.datasets import load_digits
 
     d = load_digits()
     npz = tmp_path / "calib.npz"
     np.savez(npz, x=d.images[:40] / 16.0, y=d.target[:40])
     out = tmp_path / "q"
-    res = run(tiny_model, "--out", out, "--int8", "--format", "onnx", "--calib-data", npz, "--json")
+    res = run(trained_resnet, "--out", out, "--int8", "--format", "onnx", "--calib-data", npz, "--json")
     assert res.exit_code == 0, res.output
     cal = json.loads(res.stdout)["int8"]["calibration"]
     assert cal["source"] == str(npz) and cal["images"] == 24  # the .npz's 60 % training split

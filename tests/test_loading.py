@@ -84,18 +84,6 @@ def test_arch_specs(tmp_path, monkeypatch):
         resolve_arch("nope")
     with pytest.raises(CompressError, match="cannot import"):
         resolve_arch("no_such_module_xyz:Thing")
-    # from a sidecar: shipped names only, unless the user opted in; nothing is imported before that
-    monkeypatch.delenv("COMPRESS_TRUST_ARCH")
-    assert resolve_arch("resnet_tiny", trusted=False) is not None
-    marker = tmp_path / "imported"
-    (tmp_path / "sidefx.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass M: pass\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    for spec in (f"{f}:M", "subprocess:run", "sidefx:M"):
-        with pytest.raises(CompressError, match="--trust-arch"):
-            resolve_arch(spec, trusted=False)
-    assert not marker.exists()
-    monkeypatch.setenv("COMPRESS_TRUST_ARCH", "1")
-    assert resolve_arch("sidefx:M", trusted=False).__name__ == "M" and marker.exists()
     with pytest.raises(CompressError, match="not valid JSON"):
         parse_kwargs("{bad")
 
