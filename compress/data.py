@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import paddle
+import paddle.nn.functional as F
 
 from .errors import CompressError
 
@@ -38,7 +40,7 @@ class Dataset:
 
 
 def _split(x, y, seed=SPLIT_SEED):
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # optional heavy: imported only when a split is made
 
     strat = y if np.bincount(y).min() >= 5 else None
     x_tr, x_rest, y_tr, y_rest = train_test_split(x, y, test_size=0.4, random_state=seed, stratify=strat)
@@ -65,9 +67,6 @@ def prepare(x: np.ndarray, input_shape) -> np.ndarray:
         else:
             raise CompressError(f"cannot adapt {x.shape[1]}-channel images to {c} channels")
     if x.shape[2:] != (h, w):
-        import paddle
-        import paddle.nn.functional as F
-
         out = []
         for i in range(0, len(x), 512):
             out.append(F.interpolate(paddle.to_tensor(x[i:i + 512]), size=[h, w], mode="bilinear",
@@ -84,7 +83,7 @@ def _labels(y) -> np.ndarray:
 
 
 def load_digits_source(input_shape, **_) -> Dataset:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # optional heavy: only the digits source needs it
 
     d = load_digits()
     x = d.images.astype(np.float32) / 16.0
@@ -94,7 +93,7 @@ def load_digits_source(input_shape, **_) -> Dataset:
 
 
 def _read_folder(root: Path):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # optional heavy: only image folders need it
 
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     xs, ys = [], []
@@ -111,8 +110,6 @@ def _read_folder(root: Path):
         raise CompressError(f"{root}: no images found (expected {root}/<class>/<image>)")
     shapes = {x.shape for x in xs}
     if len(shapes) > 1:  # bring all to the first image's size before stacking
-        from PIL import Image
-
         h, w = xs[0].shape[:2]
         xs = [np.asarray(Image.fromarray((x * 255).astype(np.uint8)).resize((w, h)), np.float32) / 255.0 for x in xs]
     return np.stack(xs).transpose(0, 3, 1, 2), np.array(ys, dtype=np.int64), classes

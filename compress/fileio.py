@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import numpy as np
+
+from .errors import CompressError
 
 
 def _umask() -> int:
@@ -23,8 +28,6 @@ def atomic_path(path: str | os.PathLike):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        from .errors import CompressError
-
         raise CompressError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     try:
@@ -45,8 +48,6 @@ def atomic_dir(path: str | os.PathLike):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as e:
-        from .errors import CompressError
-
         raise CompressError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         yield tmp
@@ -61,12 +62,11 @@ def atomic_dir(path: str | os.PathLike):
 
 def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(o):
-    import numpy as np
-
+def json_default(o):
+    """``json.dumps(default=...)`` for numpy scalars and arrays and paths."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -77,8 +77,6 @@ def _json_default(o):
 
 
 def sha256(path: str | os.PathLike) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
