@@ -142,8 +142,7 @@ def build_model(arch: ArchSpec, input_shape, num_classes: int | None = None, tru
         raise CompressError(f"the architecture's kwargs must be a JSON object, got {type(arch.kwargs).__name__}")
     if arch.kwargs.get("pretrained"):
         raise CompressError(f"{arch.spec} with pretrained=true would download weights at run time, which compress "
-                            "never does; give the pretrained weights file instead "
-                            "(`compress train PRETRAINED.pdparams --arch ...`)")
+                            "never does; give the pretrained weights file instead, as the model to start from")
     factory = resolve_arch(arch.spec, trusted=trusted, near=near)
     kwargs = dict(arch.kwargs)
     if arch.spec in ARCHITECTURES:

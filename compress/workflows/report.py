@@ -69,6 +69,8 @@ def report(models: list, out_dir, data: str | None = None, threads: int = 1, bat
            warmup: int = 10, min_runs: int = 100, max_seconds: float = 60.0, onednn: bool = True,
            progress: Progress = NULL) -> dict:
     """Measure ``models`` and write report.json, report.md, report.html and pareto.png into ``out_dir``."""
+    if not batch_sizes or min(batch_sizes) < 1:  # checked before any model is exported
+        raise CompressError(f"`batch_sizes` must be positive integers, got {list(batch_sizes)}", param="batch_sizes")
     if not models:
         raise CompressError("give at least one model")
     paths = [Path(m) for m in models]
