@@ -72,4 +72,3 @@ def find_blocks(model, input_shape) -> list[Block]:
     ok = [p for p in order if seen[p]["calls"] == 1 and seen[p]["in"] is not None and seen[p]["in"] == seen[p].get("out")]
     innermost = [p for p in ok if not any(q != p and q.startswith(p + ".") for q in ok)]
     return [Block(i, p, count_params(cands[p]), find_own_droppath(cands[p])) for i, p in enumerate(innermost)]
-

@@ -191,8 +191,9 @@ def latency_records(runners, samples, batch: int, seconds: float, stopped_by: st
                **percentiles_ms(s), "runs": len(s), "warmup": timing.warmup, "seconds": seconds,
                "alternated_with": len(runners), "burst": timing.burst, "rewarm": timing.rewarm,
                "stopped_by": stopped_by}
-        if "onednn" in r.describe():
-            rec["onednn"] = r.describe()["onednn"]
+        desc = r.describe()
+        if "onednn" in desc:  # Paddle Inference's setting; other runtimes' options stay in their describe()
+            rec["onednn"] = desc["onednn"]
         records.append(rec)
     return records
 

@@ -97,4 +97,3 @@ class SurvivalStats:
 def _f(x: float):
     """JSON has no NaN: unknown values are null."""
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-

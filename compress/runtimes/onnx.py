@@ -70,4 +70,3 @@ class OnnxRuntimeRunner(Runner):
 
     def describe(self) -> dict:
         return {**super().describe(), "spinning": self.spinning}
-
