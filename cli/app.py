@@ -20,27 +20,11 @@ from compress import native, trust
 from compress.errors import CompressError
 
 from .commands import COMMANDS
-from .output import stdout
+from .output import flag, stdout
 from .progress import stderr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Stochastic-depth block pruning for PaddlePaddle vision models.")
-
-# Library parameters whose flag is not simply --name-with-dashes.
-FLAGS = {
-    "out_dir": "--out",
-    "export_dir": "--export",
-    "keeps": "--keep",
-    "batch_sizes": "--batch",
-    "min_runs": "--runs",
-    "max_seconds": "--seconds",
-    "formats": "--format",
-}
-
-
-def flag(param: str) -> str:
-    """The flag that sets a library parameter."""
-    return FLAGS.get(param, "--" + param.replace("_", "-"))
 
 
 def friendly(fn):

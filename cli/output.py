@@ -2,11 +2,34 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 from rich.console import Console
 
 from compress.fileio import json_default
+
+# Library parameters whose flag is not simply --name-with-dashes.
+FLAGS = {
+    "out_dir": "--out",
+    "export_dir": "--export",
+    "keeps": "--keep",
+    "batch_sizes": "--batch",
+    "min_runs": "--runs",
+    "max_seconds": "--seconds",
+    "formats": "--format",
+}
+
+
+def flag(param: str) -> str:
+    """The flag that sets a library parameter."""
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def with_flags(text: str) -> str:
+    """A library message with each parameter marked ```name``` shown as its flag."""
+    return re.sub(r"`([a-z_][a-z0-9_]*)`", lambda m: flag(m.group(1)), text)
+
 
 stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
 

@@ -1,74 +1,231 @@
-"""Finding the removable blocks of any Paddle model.
+"""Finding the removable blocks of any Paddle model, by their skip connection.
 
-A block is a composite, parameterised element of a ``LayerList``/``Sequential``
-(nested ones included) that maps a tensor to a tensor of the same shape, checked
-with a real forward pass. Where such elements nest, the innermost are the blocks
-(a ConvNeXt stage's blocks, not the whole stage). Stems, downsampling layers and
-heads change shape and are never removable.
+A block is a sublayer whose input reaches its output through additions only
+(``y = x + f(x)``, possibly ``x + f1(x) + f2(x)``, or ``relu(x + f(x))`` where ``relu(x) == x``):
+a transformer block, a ResNet basic/bottleneck block without downsampling, a ConvNeXt block,
+a stride-1 equal-channel inverted residual. It is found in one traced probe forward pass
+(:mod:`compress.tracing`, the rule in :mod:`compress.residual`). Removing such a block is
+stochastic depth made permanent: the data flows straight past it. A shape-preserving layer
+with no skip around it (a depthwise conv inside an inverted residual, a VGG layer) is not a
+block; stems, downsampling layers and heads change shape and are never removable.
+
+Where a user knows better, ``pattern`` (``--blocks-from``) picks the blocks by path instead
+(:func:`discover_blocks`): every sublayer whose dotted path matches and that is called once
+with one tensor and keeps its shape. Whether it also has a skip connection is reported
+(``Block.residual``) but not required.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-import paddle
-import paddle.nn as nn
-
 from .droppath import find_own_droppath
-from .layers import count_params, probe_forward
+from .errors import CompressError
+from .residual import (REJECTION_KINDS, PathInfo, Rejection, analyse, call_problem, follow_paths, n_params,
+                       outermost_blocks, surgery_check)
+from .tracing import ProbeTrace, probe_trace
 
 
 @dataclass
 class Block:
+    """One removable block. ``skip_ops``: the traced ops on its identity path, input side first;
+    ``tail``: elementwise ops on that path checked to be the identity on the block's input
+    (e.g. the ReLU after ``x + f(x)``); ``residual`` is False only for a block forced by a pattern."""
+
     index: int
     path: str
     params: int
     own_droppath: list[str] = field(default_factory=list)
     flops: int = 0
+    residual: bool = True
+    skip_ops: list[str] = field(default_factory=list)
+    branches: int = 0
+    tail: list[str] = field(default_factory=list)
+    note: str = ""
 
     @property
     def droppath(self) -> str:
         return "own" if self.own_droppath else "wrapped"
 
     def to_json(self) -> dict:
-        return {"index": self.index, "path": self.path, "params": self.params,
-                "droppath": self.droppath, "own_droppath": self.own_droppath, "flops": self.flops}
+        out = {"index": self.index, "path": self.path, "params": self.params, "droppath": self.droppath,
+               "own_droppath": self.own_droppath, "flops": self.flops, "residual": self.residual,
+               "skip": list(dict.fromkeys(self.skip_ops)), "branches": self.branches}
+        if self.tail:
+            out["tail"] = list(dict.fromkeys(self.tail))
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
-def _candidates(model):
-    for name, layer in model.named_sublayers():
-        if isinstance(layer, (nn.LayerList, nn.Sequential)):
-            for child_name, child in layer.named_children():
-                if list(child.children()) and count_params(child) > 0:
-                    yield f"{name}.{child_name}", child
+@dataclass
+class Discovery:
+    """What block discovery found: the blocks in forward order, every other sublayer with the reason
+    it is not a block, and the pattern used (None: by skip connection)."""
+
+    blocks: list[Block]
+    rejected: list[Rejection]
+    pattern: str | None = None
+    probe_seconds: float = 0.0
 
 
-def find_blocks(model, input_shape) -> list[Block]:
-    """Removable blocks in forward order, found by running the model once on a dummy batch."""
-    cands = dict(_candidates(model))
-    seen = {}
-    order = []
-    handles = []
+def _block(trace: ProbeTrace, index: int, path: str, info: PathInfo, note: str = "") -> Block:
+    layer = trace.sublayers[path]
+    tail = list(dict.fromkeys(info.tail[::-1])) if info.ok else []
+    if info.ok and tail and not note:
+        note = (f"post-activation: {', '.join(tail)} on the skip path is the identity on this block's input "
+                "(checked on the probe)")
+    return Block(index, path, n_params(trace, path), find_own_droppath(layer), residual=info.ok,
+                 skip_ops=info.ops[::-1] if info.ok else [], branches=info.branches, tail=tail, note=note)
 
-    def pre(path):
-        def hook(layer, inputs):
-            seen.setdefault(path, {"calls": 0})
-            info = seen[path]
-            info["calls"] += 1
-            tensors = [a for a in inputs if isinstance(a, paddle.Tensor)]
-            info["in"] = list(tensors[0].shape) if len(tensors) == 1 and len(inputs) == 1 else None
-            if path not in order:
-                order.append(path)
-        return hook
 
-    def post(path):
-        def hook(layer, inputs, output):
-            seen[path]["out"] = list(output.shape) if isinstance(output, paddle.Tensor) else None
-        return hook
+def _mark_inside(rejected: list[Rejection], block_paths: list[str]) -> list[Rejection]:
+    for r in rejected:
+        r.inside = next((b for b in block_paths if r.path.startswith(b + ".")), None)
+    return rejected
 
-    for path, layer in cands.items():
-        handles.append(layer.register_forward_pre_hook(pre(path)))
-        handles.append(layer.register_forward_post_hook(post(path)))
-    probe_forward(model, paddle.randn([2, *input_shape]), handles)
-    ok = [p for p in order if seen[p]["calls"] == 1 and seen[p]["in"] is not None and seen[p]["in"] == seen[p].get("out")]
-    innermost = [p for p in ok if not any(q != p and q.startswith(p + ".") for q in ok)]
-    return [Block(i, p, count_params(cands[p]), find_own_droppath(cands[p])) for i, p in enumerate(innermost)]
+
+def _probe(model, input_shape, seed: int) -> ProbeTrace:
+    try:
+        return probe_trace(model, tuple(input_shape), seed=seed)
+    except Exception as e:  # noqa: BLE001 - the user's model code can raise anything
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CompressError(f"the model's forward pass failed on a random input of shape [2, "
+                            f"{', '.join(map(str, input_shape))}] while looking for its blocks: "
+                            f"{type(e).__name__}: {msg} (is `input_shape` right?)", param="input_shape") from None
+
+
+def _by_skip(model, input_shape, seed: int) -> Discovery:
+    trace = _probe(model, input_shape, seed)
+    paths, infos, rejected = follow_paths(outermost_blocks, trace)
+    good, failed = surgery_check(model, tuple(input_shape), paths, trace.output_shape)
+    blocks = [_block(trace, i, p, infos[p]) for i, p in enumerate(good)]
+    return Discovery(blocks, _mark_inside(rejected + failed, good), None, trace.seconds)
+
+
+# ----------------------------------------------------------------------------- user patterns
+def compile_pattern(pattern: str) -> re.Pattern:
+    """``re:...``, or a pattern with regex-only syntax (``\\ ^ $ + ( ) { } |``), is a regular expression
+    (full match); otherwise a glob over dotted paths where ``*`` stays within one segment and ``**``
+    crosses segments (``features.*``: the direct children of ``features``)."""
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise CompressError("`blocks_from` must be a non-empty path pattern, e.g. 'features.*' or 're:blocks\\.\\d+'",
+                            param="blocks_from")
+    try:
+        if pattern.startswith("re:"):
+            return re.compile(pattern[3:])
+        body = pattern[5:] if pattern.startswith("glob:") else pattern
+        if not pattern.startswith("glob:") and re.search(r"[\\^$+(){}|]", pattern):
+            return re.compile(pattern)
+    except re.error as e:
+        raise CompressError(f"`blocks_from` {pattern!r} is not a valid regular expression: {e}",
+                            param="blocks_from") from None
+    parts = re.split(r"(\*\*|\*|\?)", body)
+    return re.compile("".join({"**": ".*", "*": "[^.]*", "?": "[^.]"}.get(p, re.escape(p)) for p in parts))
+
+
+def _selected(trace: ProbeTrace, rx: re.Pattern) -> tuple[list[str], list[Rejection]]:
+    """Matching paths that can be a block (called once, one tensor, same shape, not an identity), outermost."""
+    valid, rejected = [], []
+    for p, c in trace.calls.items():
+        if not rx.fullmatch(p):
+            continue
+        problem = call_problem(c)
+        if problem is None and c.y is c.x:
+            problem = ("identity", "returns its input unchanged (a removed block, or Identity/Dropout at eval)")
+        if problem is None:
+            valid.append(p)
+        else:
+            rejected.append(Rejection(p, problem[1], problem[0], c.leaf))
+    outer = []
+    for p in sorted(valid, key=lambda q: trace.calls[q].order):
+        parent = next((q for q in valid if p.startswith(q + ".")), None)
+        if parent is None:
+            outer.append(p)
+        else:
+            rejected.append(Rejection(p, f"nested inside matched block {parent}", "nested", trace.calls[p].leaf))
+    return outer, rejected
+
+
+def _by_pattern(model, input_shape, pattern: str, seed: int) -> Discovery:
+    rx = compile_pattern(pattern)
+    trace = _probe(model, input_shape, seed)
+    paths, rejected = _selected(trace, rx)
+    if not paths and not rejected:
+        raise CompressError(f"`blocks_from` {pattern!r} matches no sublayer of the model (see `compress blocks` "
+                            "with `verbose` for the paths)", param=("blocks_from", "verbose"))
+    good, failed = surgery_check(model, tuple(input_shape), paths, trace.output_shape)
+    blocks = []
+    for i, p in enumerate(good):
+        info = follow_paths(analyse, trace.calls[p])
+        note = "" if info.ok else f"no skip connection ({info.reason}): removing it is not stochastic depth"
+        blocks.append(_block(trace, i, p, info, note))
+    return Discovery(blocks, _mark_inside(rejected + failed, good), pattern, trace.seconds)
+
+
+# ----------------------------------------------------------------------------- the API
+def discover_blocks(model, input_shape, pattern: str | None = None, seed: int = 0) -> Discovery:
+    """The removable blocks of ``model`` and, for every other sublayer, why it is not one.
+
+    ``pattern`` (``--blocks-from``): the blocks are the sublayers whose path matches it (see
+    :func:`compile_pattern`) instead of those found by their skip connection.
+    """
+    if pattern is not None:
+        return _by_pattern(model, input_shape, pattern, seed)
+    return _by_skip(model, input_shape, seed)
+
+
+def find_blocks(model, input_shape, pattern: str | None = None) -> list[Block]:
+    """Removable blocks in forward order (see :func:`discover_blocks`)."""
+    return discover_blocks(model, input_shape, pattern).blocks
+
+
+NO_BLOCKS = ("no sublayer's input reaches its output through additions only (a residual connection), so there is "
+             "no block to drop or remove (VGG- and PP-LCNet-style networks have none)")
+
+
+def no_blocks_message(pattern: str | None = None) -> str:
+    """Why a model has no removable block, and what to do about it."""
+    if pattern is not None:
+        return (f"`blocks_from` {pattern!r} selects no removable block (a match must be called once, take one "
+                "tensor and keep its shape)")
+    return (NO_BLOCKS + "; `compress blocks` with `verbose` shows why each candidate was rejected, and "
+            "`blocks_from` PATTERN picks blocks by path")
+
+
+@dataclass
+class RejectionGroup:
+    """Rejections of one kind, for a readable listing."""
+
+    kind: str
+    title: str
+    rejected: list[Rejection]
+
+
+def _ancestors(path: str):
+    parts = path.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
+
+
+def group_rejections(found: Discovery, everything: bool = False) -> tuple[list[RejectionGroup], int]:
+    """(groups in :data:`REJECTION_KINDS` order, how many rejections were left out).
+
+    Unless ``everything``, the listing keeps to the candidates a reader would weigh: it leaves out
+    leaf layers (conv, norm, activation), containers that are never called, the insides of blocks
+    (but not residual layers nested in them) and the insides of rejected layers that hold no block
+    (the layers of a downsampling unit).
+    """
+    block_paths = {b.path for b in found.blocks}
+    holders = {a for p in block_paths for a in _ancestors(p)}
+    rejected_units = {r.path for r in found.rejected if not r.leaf and r.path not in holders}
+
+    def shown(r: Rejection) -> bool:
+        if r.kind == "nested":
+            return True
+        return (r.kind != "not-called" and not r.leaf and r.inside is None
+                and not _ancestors(r.path) & rejected_units)
+
+    kept = [r for r in found.rejected if everything or shown(r)]
+    groups = [RejectionGroup(kind, title, [r for r in kept if r.kind == kind])
+              for kind, title in REJECTION_KINDS.items()]
+    return [g for g in groups if g.rejected], len(found.rejected) - len(kept)

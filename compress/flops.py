@@ -117,10 +117,10 @@ def count_flops(model, input_shape, blocks=()) -> tuple[int, dict[str, int]]:
     return counter.total, counter.per_block
 
 
-
-def blocks_with_flops(model, input_shape) -> tuple[list[Block], int]:
-    """The model's removable blocks, each with its FLOPs filled in, and the model's total FLOPs."""
-    blocks = find_blocks(model, input_shape)
+def blocks_with_flops(model, input_shape, pattern: str | None = None) -> tuple[list[Block], int]:
+    """The model's removable blocks (``pattern``: see :func:`compress.blocks.discover_blocks`), each with its
+    FLOPs filled in, and the model's total FLOPs."""
+    blocks = find_blocks(model, input_shape, pattern)
     total, per_block = count_flops(model, input_shape, blocks)
     for b in blocks:
         b.flops = per_block[b.path]

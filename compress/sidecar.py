@@ -42,6 +42,7 @@ class Sidecar(Mapping):
     preprocess: dict | None = None           # pixel normalisation, to repeat on the device
     removed_blocks: list = field(default_factory=list)   # paths removed from the architecture
     blocks: list = field(default_factory=list)           # the current removable blocks
+    blocks_from: str | None = None           # the path pattern that picked the blocks (None: skip connections)
     params: int | None = None
     flops: int | None = None
     training: dict | None = None             # settings, schedule, history, seconds

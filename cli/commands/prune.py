@@ -12,6 +12,7 @@ from compress.errors import CompressError
 from compress.workflows.prune import HealConfig, prune as prune_model
 
 from ..output import emit_json, stdout
+from .blocks import BLOCKS_FROM_HELP
 from ..progress import RichProgress
 
 
@@ -33,6 +34,8 @@ def prune(
     keep: Optional[float] = typer.Option(None, help="Share of removable blocks to keep, in (0, 1]; round(K*L) blocks stay (halves round up), at least one."),
     blocks: Optional[str] = typer.Option(None, help="Explicit block indices to remove, e.g. 3,5,7 (see `compress blocks`)."),
     criterion: str = typer.Option(DEFAULT_CRITERION, help=f"How blocks are chosen: {', '.join(CRITERIA)}."),
+    blocks_from: Optional[str] = typer.Option(None, "--blocks-from", help=BLOCKS_FROM_HELP
+                                              + " Default: the pattern in the model's sidecar, if any."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output weights (default: MODEL.keepK.pdparams)."),
     data: Optional[str] = typer.Option(None, help="Healing data (default: the sidecar's)."),
     epochs: int = typer.Option(5, help="Healing epochs (0: prune without healing)."),
@@ -51,7 +54,8 @@ def prune(
     cfg = HealConfig(epochs=epochs, batch_size=batch_size, lr=lr, distill=distill, temperature=temperature,
                      alpha=alpha, patience=patience, seed=seed)
     res = prune_model(model, keep=keep, blocks=_parse_blocks(blocks), criterion=criterion, out=out, data=data,
-                      heal=cfg, dry_run=dry_run, export_dir=export, progress=RichProgress())
+                      heal=cfg, dry_run=dry_run, export_dir=export, progress=RichProgress(),
+                      blocks_from=blocks_from)
     if not res.written and not dry_run:
         return  # a non-zero rank under paddle.distributed.launch
     if as_json:

@@ -12,6 +12,7 @@ from compress.training import FitConfig
 from compress.workflows.train import train as train_model
 
 from ..output import emit_json, stdout
+from .blocks import BLOCKS_FROM_HELP
 from ..progress import RichProgress
 
 
@@ -31,6 +32,7 @@ def train(
     warmup_epochs: Optional[int] = typer.Option(None, help="adaptive: epochs at the mean rate before adapting."),
     max_rate: float = typer.Option(0.7, help="adaptive with --target-keep: final drop rate of the targeted blocks."),
     seed: int = typer.Option(0),
+    blocks_from: Optional[str] = typer.Option(None, "--blocks-from", help=BLOCKS_FROM_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the weights (.pdparams or .safetensors)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
@@ -40,7 +42,7 @@ def train(
                     warmup_epochs=warmup_epochs, max_rate=max_rate)
     sc = train_model(out, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs), init=init, data=data,
                      input_shape=parse_input_shape(input_shape) if input_shape else None, config=cfg,
-                     progress=RichProgress())
+                     progress=RichProgress(), blocks_from=blocks_from)
     summary = {"out": str(out), "test_accuracy": sc.metrics["test_accuracy"],
                "val_accuracy": sc.metrics["val_accuracy"], "blocks": len(sc.blocks),
                "seconds": sc.training["seconds"]}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..blocks import find_blocks
+from ..blocks import discover_blocks, group_rejections, no_blocks_message
 from ..errors import CompressError
 from ..fileio import atomic_path
 from ..flops import count_flops
@@ -17,25 +17,40 @@ from ..weights import check_weights_path
 
 
 def describe_blocks(model=None, arch: str | None = None, arch_kwargs: dict | None = None,
-                    input_shape=None, num_classes: int | None = None) -> dict:
-    """The ``blocks`` command: removable blocks of a model file or of an architecture."""
+                    input_shape=None, num_classes: int | None = None, blocks_from: str | None = None,
+                    all_rejected: bool = False) -> dict:
+    """The ``blocks`` command: removable blocks of a model file or of an architecture, and every
+    other sublayer with the reason it is not one (``rejected``).
+
+    ``blocks_from``: pick the blocks by path pattern instead (default: a model file's recorded pattern).
+    ``rejected_groups`` lists the rejections by reason, only the candidates a reader would weigh unless
+    ``all_rejected`` (see :func:`compress.blocks.group_rejections`).
+    """
     if model is not None:
         bundle = load_model(model, arch=arch, arch_kwargs=arch_kwargs, input_shape=input_shape)
         net, shape, name = bundle.model, bundle.input_shape, bundle.sidecar.spec
+        blocks_from = blocks_from if blocks_from is not None else bundle.sidecar.blocks_from
     elif arch is not None:
         shape = tuple(input_shape) if input_shape else (default_input_shape(arch) or DEFAULT_INPUT_SHAPE)
         net, name = build_model(ArchSpec(arch, arch_kwargs or {}), shape, num_classes), arch
     else:
         raise CompressError("give a model file or `arch`", param="arch")
-    found = find_blocks(net, shape)
-    total, per = count_flops(net, shape, found)
+    found = discover_blocks(net, shape, blocks_from)
+    total, per = count_flops(net, shape, found.blocks)
     rows = []
-    for b in found:
+    for b in found.blocks:
         d = b.to_json()
         d["flops"] = per[b.path]
         d["flops_share"] = per[b.path] / total if total else 0.0
         rows.append(d)
-    return {"arch": name, "input_shape": list(shape), "params": count_params(net), "flops": total, "blocks": rows}
+    groups, hidden = group_rejections(found, everything=all_rejected)
+    return {"arch": name, "input_shape": list(shape), "params": count_params(net), "flops": total,
+            "blocks_from": blocks_from, "blocks": rows, "message": None if rows else no_blocks_message(blocks_from),
+            "probe_seconds": round(found.probe_seconds, 3),
+            "rejected": [r.to_json() for r in found.rejected],
+            "rejected_groups": [{"kind": g.kind, "title": g.title, "rejected": [r.to_json() for r in g.rejected]}
+                                for g in groups],
+            "rejected_not_grouped": hidden}
 
 
 def read_stats(model) -> dict:

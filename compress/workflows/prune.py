@@ -15,6 +15,7 @@ from pathlib import Path
 
 import paddle
 
+from ..blocks import compile_pattern, no_blocks_message
 from ..criteria import DATA_CRITERIA, DEFAULT_CRITERION, Context, select
 from ..data import Dataset, load_data, stored_source
 from ..errors import CompressError
@@ -152,11 +153,16 @@ def _criterion_context(bundle: ModelBundle, found: list, data, seed: int) -> Con
 
 
 def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERION, seed=0, data=None) -> PrunePlan:
-    """Which blocks go, and what that saves (parameters, FLOPs), without touching anything."""
-    found, total = blocks_with_flops(bundle.model, bundle.input_shape)
+    """Which blocks go, and what that saves (parameters, FLOPs), without touching anything.
+
+    The blocks are found as the model's sidecar says (``blocks_from``: by path pattern, else by skip
+    connection).
+    """
+    pattern = bundle.sidecar.blocks_from
+    found, total = blocks_with_flops(bundle.model, bundle.input_shape, pattern)
     n = len(found)
     if n == 0:
-        raise CompressError("the model has no removable blocks (shape-preserving elements of LayerList/Sequential)")
+        raise CompressError(f"nothing to prune: {no_blocks_message(pattern)}", param="blocks_from")
     if blocks is not None:
         remove, criterion = _explicit_removal(blocks, keep, n), "explicit"
     else:
@@ -225,7 +231,7 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
                    source: str | None) -> Sidecar:
     """The parent's sidecar with the blocks, sizes, statistics, metrics and lineage of the pruned model."""
     parent, acc = teacher.sidecar, healed.accuracy
-    kept_blocks, total = blocks_with_flops(healed.student, teacher.input_shape)
+    kept_blocks, total = blocks_with_flops(healed.student, teacher.input_shape, parent.blocks_from)
     kept_paths = {b.path for b in kept_blocks}
     all_removed = list(parent.removed_blocks) + p.remove_paths
     step = {"parent": str(model_path.resolve()), "parent_sha256": sha256(model_path), "keep": keep,
@@ -249,13 +255,21 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
 def prune(model_path, keep: float | None = None, blocks: list[int] | None = None,
           criterion: str = DEFAULT_CRITERION, out=None, data: str | None = None,
           heal: HealConfig | None = None, dry_run: bool = False, export_dir=None,
-          progress: Progress = NULL) -> PruneResult:
-    """The ``prune`` command: plan, remove, heal with distillation, write ``out`` (+ sidecar), optionally export."""
+          progress: Progress = NULL, blocks_from: str | None = None) -> PruneResult:
+    """The ``prune`` command: plan, remove, heal with distillation, write ``out`` (+ sidecar), optionally export.
+
+    ``blocks_from``: pick the blocks by path pattern (default: as recorded in the model's sidecar,
+    else by skip connection); recorded in the pruned model's sidecar.
+    """
     heal = heal or HealConfig()
     model_path = check_weights_path(model_path)
     if export_dir is not None:  # refuse a bad one before any work
         check_out_dir(Path(export_dir), False, model_path, param="export_dir")
+    if blocks_from is not None:
+        compile_pattern(blocks_from)
     teacher = load_model(model_path)
+    if blocks_from is not None:
+        teacher.sidecar = teacher.sidecar.replace(blocks_from=blocks_from)
     source, ds = _healing_data(teacher, data, heal, criterion)
     p = plan(teacher, keep, blocks, criterion, heal.seed, ds)
     out = _out_path(model_path, out, keep, p.blocks_after)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..blocks import compile_pattern, no_blocks_message
 from ..data import Dataset, load_data, stored_source
 from ..errors import CompressError
 from ..flops import blocks_with_flops
@@ -29,6 +30,7 @@ class _Start:
     shape: tuple
     lineage: list
     removed: list
+    blocks_from: str | None = None   # the block pattern of the model fine-tuned from
 
 
 def _start(init, arch, arch_kwargs, input_shape) -> _Start:
@@ -36,7 +38,8 @@ def _start(init, arch, arch_kwargs, input_shape) -> _Start:
         bundle = load_model(init, arch=arch, arch_kwargs=arch_kwargs, input_shape=input_shape)
         base = bundle.sidecar
         return _Start(bundle.model, bundle.arch, bundle.input_shape,
-                      list(base.lineage) + [{"parent": str(init), "step": "train"}], base.removed_blocks)
+                      list(base.lineage) + [{"parent": str(init), "step": "train"}], base.removed_blocks,
+                      base.blocks_from)
     if arch is None:
         raise CompressError("give `arch` (a shipped name, module:callable or file.py:callable) or an initial model",
                             param="arch")
@@ -56,6 +59,7 @@ def _trained_sidecar(start: _Start, ds: Dataset, data: str, model, blocks, flops
         arch=start.spec.to_json(), input_shape=list(start.shape), num_classes=ds.num_classes,
         class_names=ds.class_names, data={**ds.describe(), "source": stored_source(data)},
         preprocess=dict(PREPROCESS), removed_blocks=start.removed, blocks=[b.to_json() for b in blocks],
+        blocks_from=start.blocks_from,
         params=count_params(model), flops=flops,
         training={"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                   "seed": config.seed, "drop_path_rate": config.drop_path_rate, "schedule": res.schedule,
@@ -68,16 +72,22 @@ def _trained_sidecar(start: _Start, ds: Dataset, data: str, model, blocks, flops
 
 
 def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=None, data: str = "digits",
-          input_shape=None, config: FitConfig | None = None, progress: Progress = NULL) -> Sidecar:
+          input_shape=None, config: FitConfig | None = None, progress: Progress = NULL,
+          blocks_from: str | None = None) -> Sidecar:
     """Train (or fine-tune ``init``) under stochastic depth; write weights + sidecar to ``out``.
 
-    Returns the sidecar that was written.
+    ``blocks_from``: pick the blocks by path pattern instead of by skip connection (see
+    :func:`compress.blocks.discover_blocks`); recorded in the sidecar, so later commands find the
+    same blocks (default: the pattern ``init`` was trained with, if any). Returns the sidecar written.
     """
     config = config or FitConfig()
     out = check_weights_path(out)
     if init is not None and Path(init).resolve() == out.resolve():
         raise CompressError(f"`out` {out} would overwrite the input model; choose another path", param="out")
     start = _start(init, arch, arch_kwargs, input_shape)
+    if blocks_from is not None:
+        compile_pattern(blocks_from)  # a bad pattern fails before the data is loaded
+        start.blocks_from = blocks_from
     progress.log(f"loading data {data!r} at input shape {start.shape}")
     ds = load_data(data, start.shape)
     model = start.model
@@ -85,9 +95,10 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
         seed_everything(config.seed)
         model = build_model(start.spec, start.shape, ds.num_classes)
     check_num_classes(model, start.shape, ds.num_classes)
-    blocks, flops = blocks_with_flops(model, start.shape)
+    blocks, flops = blocks_with_flops(model, start.shape, start.blocks_from)
     if config.drop_path_rate > 0 and not blocks:
-        raise CompressError("the model has no removable blocks, so DropPath has nothing to act on")
+        raise CompressError(f"DropPath has nothing to act on: {no_blocks_message(start.blocks_from)}; "
+                            "or train without it (`drop_path_rate` 0)", param=("blocks_from", "drop_path_rate"))
     progress.log(f"{len(blocks)} removable blocks; training {config.epochs} epochs")
     res = fit(model, ds, config, blocks=blocks, progress=progress)
     sidecar = _trained_sidecar(start, ds, data, model, blocks, flops, config, res)
