@@ -10,10 +10,9 @@ from rich.table import Table
 from compress.models import parse_input_shape, parse_kwargs
 from compress.workflows.inspect import describe_blocks
 
+from ..options import BLOCKS_FROM_HELP
 from ..output import emit_json, stdout, with_flags
 
-BLOCKS_FROM_HELP = ("Pick the blocks by path instead of by skip connection: a glob ('features.*': direct "
-                    "children; '**' crosses levels) or a regex ('re:blocks\\.\\d+'). Recorded in the sidecar.")
 SHOWN_PER_GROUP = 12
 
 

@@ -6,8 +6,10 @@ from typing import Optional
 
 import typer
 
-from compress.export import DEFAULT_FORMATS, DEFAULT_OPSET, EXPORTERS, MAX_OPSET, MIN_OPSET, ExportOptions, export_model
+from compress.export import DEFAULT_FORMATS, DEFAULT_OPSET, EXPORTERS, FORMATS, MAX_OPSET, MIN_OPSET, export_model
 
+from ..options import (ATOL, CALIB_DATA, INT8, INT8_FORCE, INT8_SCHEMES, MAX_ACC_DROP, MIN_ARGMAX, MIN_TOP5, RTOL,
+                       export_options)
 from ..output import emit_json, stdout
 from ..progress import RichProgress
 
@@ -24,21 +26,24 @@ def export(
     model: Path = typer.Argument(..., help="A .pdparams/.safetensors model written by compress (with its sidecar)."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to create (must not exist, or be empty)."),
     fmt: str = typer.Option(",".join(DEFAULT_FORMATS), "--format",
-                            help="Comma-separated formats: " + "; ".join(f"{k}: {e.description}"
-                                                                          for k, e in EXPORTERS.items()) + "."),
+                            help="Comma-separated formats: " + "; ".join(f"{k}: {EXPORTERS[k].description}"
+                                                                          for k in FORMATS) + "."),
     opset: int = typer.Option(DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}."),
     batch: str = typer.Option("dynamic", help="'dynamic' or a fixed batch size N."),
-    int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (onnxruntime static quantization)."),
-    calib_data: Optional[str] = typer.Option(None, help="Calibration images for --int8: 'digits', an image folder "
-                                                        "or an .npz (default: the model's own data)."),
-    max_acc_drop: float = typer.Option(1.0, help="INT8: largest allowed test-accuracy drop, in points."),
-    atol: float = typer.Option(1e-4, help="Largest allowed abs difference of logits between runtimes."),
+    int8: bool = INT8, int8_force: bool = INT8_FORCE, int8_schemes: Optional[str] = INT8_SCHEMES,
+    calib_data: Optional[str] = CALIB_DATA, max_acc_drop: float = MAX_ACC_DROP,
+    atol: float = ATOL, rtol: float = RTOL, min_argmax_agreement: float = MIN_ARGMAX,
+    min_top5_agreement: float = MIN_TOP5,
+    parity_images: str = typer.Option("auto", help="Test images every runtime is verified on: 'auto' (256, fewer "
+                                                   "for a large model, at least 32) or a number."),
     force: bool = typer.Option(False, "--force", help="Replace a previous export in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print export.json to stdout."),
 ):
     """Export to Paddle Inference and ONNX (optionally INT8), each verified on real test images."""
-    options = ExportOptions(formats=fmt, opset=opset, batch=batch, int8=int8, calib_data=calib_data,
-                            max_acc_drop=max_acc_drop / 100.0, atol=atol, force=force)
+    options = export_options(formats=fmt, opset=opset, batch=batch, int8=int8, int8_force=int8_force,
+                             int8_schemes=int8_schemes, calib_data=calib_data, max_acc_drop=max_acc_drop, atol=atol,
+                             rtol=rtol, min_argmax_agreement=min_argmax_agreement,
+                             min_top5_agreement=min_top5_agreement, parity_images=parity_images, force=force)
     info = export_model(model, out, options, progress=RichProgress())
     if as_json:
         return emit_json(info)
@@ -52,8 +57,10 @@ def _print_export(info: dict, model: Path, out: Path) -> None:
     for rel, f in info["files"].items():
         stdout.print(f"  {rel:<26} {_size(f['bytes']):>10}  sha256 {f['sha256'][:12]}")
     for name, fig in info["parity"]["runtimes"].items():
-        stdout.print(f"  parity {name:<24} max abs diff {fig['max_abs_diff']:.1e}, "
-                     f"argmax {fig['argmax_agreement'] * 100:.1f}% on {fig['n_inputs']} test images")
+        stdout.print(f"  parity {name:<24} max abs diff {fig['max_abs_diff']:.1e} "
+                     f"({fig['worst_tolerance_use'] * 100:.1f}% of the tolerance), argmax "
+                     f"{fig['argmax_agreement'] * 100:.1f}%, top-{fig['top_k']} {fig['top5_agreement'] * 100:.1f}% "
+                     f"on {fig['n_inputs']} test images")
     if "int8" in info:
         q = info["int8"]
         stdout.print(f"  int8 accuracy {q['int8_accuracy'] * 100:.2f}% vs fp32 {q['fp32_accuracy'] * 100:.2f}% "

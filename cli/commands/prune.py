@@ -12,7 +12,7 @@ from compress.errors import CompressError
 from compress.workflows.prune import HealConfig, prune as prune_model
 
 from ..output import emit_json, stdout
-from .blocks import BLOCKS_FROM_HELP
+from ..options import BLOCKS_FROM_HELP
 from ..progress import RichProgress
 
 

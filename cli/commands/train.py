@@ -12,7 +12,7 @@ from compress.training import FitConfig
 from compress.workflows.train import train as train_model
 
 from ..output import emit_json, stdout
-from .blocks import BLOCKS_FROM_HELP
+from ..options import BLOCKS_FROM_HELP
 from ..progress import RichProgress
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from paddle import __version__ as _paddle_version  # (the name paddle is this package's submodule)
 
 from .._version import __version__
-from ..data import load_data, source_kind
+from ..data import load_data
 from ..errors import CompressError
 from ..fileio import atomic_dir, json_default, sha256
 from ..models import ModelBundle, load_model
@@ -45,116 +45,21 @@ from ..runtimes import onnx_session, paddle_predictor, run_dygraph, run_onnx, ru
 from ..runtimes.layout import EXPORT_JSON, INT8_FILE, ONNX_FILE, PADDLE_MODEL, PADDLE_PARAMS, WORK_DIR
 from ..sidecar import sidecar_path
 from .graph_stats import graph_stats
-from .int8 import export_int8
-from .job import (EXPORT_FORMAT, INPUT_NAME, MIN_ARGMAX_AGREEMENT, PARITY_IMAGES, ExportJob, batched, check_out_dir,
-                  file_table)
-from .onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset, export_onnx
-from .paddle import export_paddle
+from .job import EXPORT_FORMAT, INPUT_NAME, ExportJob, batched, check_out_dir, file_table
+from .formats import DEFAULT_FORMATS, EXPORTERS, FORMATS, ExportOptions, Exporter, parse_batch
+from .onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .parity import Tolerance
 
 
-@dataclass(frozen=True)
-class Exporter:
-    name: str
-    build: Callable[[ExportJob, bool], None]
-    files: tuple
-    requires: tuple = ()
-    description: str = ""
-
-
-# Order matters: each exporter may need the ones before it (``requires``).
-EXPORTERS: dict[str, Exporter] = {
-    "paddle": Exporter("paddle", export_paddle, (PADDLE_MODEL, PADDLE_PARAMS), (),
-                       "Paddle Inference (paddle/model.json + model.pdiparams)"),
-    "onnx": Exporter("onnx", export_onnx, (ONNX_FILE,), ("paddle",), "ONNX via paddle2onnx (model.onnx)"),
-    "int8": Exporter("int8", export_int8, (INT8_FILE,), ("onnx",),
-                     "INT8 ONNX, onnxruntime static quantization (model.int8.onnx)"),
-}
-DEFAULT_FORMATS = ("paddle", "onnx")
-
-
-def parse_formats(formats, int8: bool = False) -> list[str]:
-    """Formats in canonical order from a list or comma-separated text; ``int8=True`` adds ``int8``."""
-    if isinstance(formats, str):
-        formats = [f for f in formats.replace(" ", "").split(",") if f]
-    formats = list(dict.fromkeys(list(formats or ()) + (["int8"] if int8 else [])))
-    bad = [f for f in formats if f not in EXPORTERS]
-    if bad:
-        raise CompressError(f"unknown export format {bad[0]!r}: use {', '.join(EXPORTERS)} (comma-separated)",
-                            param="formats")
-    if not formats:
-        raise CompressError(f"no export format given: use {', '.join(EXPORTERS)}", param="formats")
-    return [f for f in EXPORTERS if f in formats]  # canonical order
-
-
-def parse_batch(value) -> str | int:
-    """``"dynamic"`` / ``None`` -> ``"dynamic"``; a positive integer (or its text) -> int."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "dynamic"):
-        return "dynamic"
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        n = 0
-    if n < 1 or str(n) != str(value).strip():
-        raise CompressError(f"`batch` must be 'dynamic' or a positive integer, got {value!r}", param="batch")
-    return n
-
-
-def _needed(formats: list[str]) -> list[str]:
-    need = set(formats)
+def _needed(options: ExportOptions) -> list[str]:
+    """The exporters to run, in order: the formats asked for, what they need, and the INT8 builders that apply."""
+    need = set(options.formats)
+    if options.int8 != "off":
+        need.update(name for name, e in EXPORTERS.items() if e.int8_for and e.int8_for in need)
     for name in reversed(list(EXPORTERS)):
         if name in need:
             need.update(EXPORTERS[name].requires)
     return [f for f in EXPORTERS if f in need]
-
-
-@dataclass
-class ExportOptions:
-    """What to export and how strictly to verify it. Validates (and normalises) itself on
-    construction; errors name the parameter.
-
-    ``formats``: keys of :data:`EXPORTERS` (a list or comma-separated text); ``int8=True``
-    adds ``"int8"``. ``max_acc_drop`` is a fraction (0.01 = one accuracy point).
-    ``calib_data``: the INT8 calibration images (default: the model's own data).
-    ``force``: replace a previous export in the output directory.
-    """
-
-    formats: Sequence[str] | str = DEFAULT_FORMATS
-    opset: int = DEFAULT_OPSET
-    batch: str | int = "dynamic"
-    int8: bool = False
-    calib_data: str | None = None
-    max_acc_drop: float = 0.01
-    atol: float = 1e-4
-    force: bool = False
-
-    def __post_init__(self):
-        self.formats = parse_formats(self.formats, self.int8)
-        self.int8 = "int8" in self.formats
-        self.opset = check_opset(self.opset)
-        self.batch = parse_batch(self.batch)
-        try:
-            self.atol, self.max_acc_drop = float(self.atol), float(self.max_acc_drop)
-        except (TypeError, ValueError):
-            raise CompressError(f"`atol` and `max_acc_drop` must be numbers, got {self.atol!r} and "
-                                f"{self.max_acc_drop!r}", param=("atol", "max_acc_drop")) from None
-        if not (self.atol >= 0 and math.isfinite(self.atol)):
-            raise CompressError(f"`atol` must be a non-negative number, got {self.atol:g}", param="atol")
-        if not 0 <= self.max_acc_drop <= 1:
-            raise CompressError(f"`max_acc_drop` must be between 0 and 100 points, got {self.max_acc_drop * 100:g}",
-                                param="max_acc_drop")
-        if self.calib_data is not None:
-            self.calib_data = _calib_source(self.calib_data, self.formats)
-
-
-def _calib_source(calib_data, formats: list[str]) -> str:
-    if "int8" not in formats:
-        raise CompressError("`calib_data` is for `int8` (calibration images); add `int8` or leave it out",
-                            param=("calib_data", "int8"))
-    try:
-        source_kind(str(calib_data))
-    except CompressError as e:
-        raise CompressError(f"`calib_data`: {e}", param="calib_data") from None
-    return str(calib_data)
 
 
 def _versions() -> dict:
@@ -200,6 +105,7 @@ def _new_record(bundle: ModelBundle, src_path: Path | None, options: ExportOptio
                    "num_classes": bundle.num_classes},
         "versions": _versions(),
         "formats": options.formats,
+        "options": options.to_json(),
         "opset": None,
         "opset_requested": options.opset,
         "batch": batch,
@@ -218,28 +124,28 @@ def _new_record(bundle: ModelBundle, src_path: Path | None, options: ExportOptio
 
 def _start_job(bundle, tmp: Path, options: ExportOptions, data, record: dict, progress: Progress) -> ExportJob:
     """The job, with the dygraph model's reference logits on the parity images."""
-    x_parity = data.x_test[:PARITY_IMAGES]
+    x_parity = data.x_test[:options.parity_count(len(data.x_test), bundle.sidecar.flops)]
     ref = batched(lambda xb: run_dygraph(bundle.model, xb), x_parity, "dynamic")
-    record["parity"] = {"data": f"{data.source} test split", "n_inputs": int(len(x_parity)), "atol": options.atol,
-                        "min_argmax_agreement": MIN_ARGMAX_AGREEMENT, "reference": "paddle dygraph", "runtimes": {}}
+    record["parity"] = {"data": f"{data.source} test split", "n_inputs": int(len(x_parity)),
+                        "tolerance": options.tolerance.to_json(), "reference": "paddle dygraph", "runtimes": {}}
     return ExportJob(bundle=bundle, tmp=tmp, options=options, progress=progress, x_parity=x_parity, ref=ref,
                      data=data, record=record)
 
 
 def _build(job: ExportJob, advance) -> dict:
     """Run every exporter the formats need, in order; returns seconds per format."""
-    needed = _needed(job.options.formats)
+    needed = _needed(job.options)
     seconds = {}
     for name in needed:
         t0 = time.perf_counter()
         job.progress.log(f"building {name}")
-        EXPORTERS[name].build(job, name in job.options.formats)
+        EXPORTERS[name].build(job, name in job.options.formats or EXPORTERS[name].int8_for is not None)
         seconds[name] = round(time.perf_counter() - t0, 3)
         advance(1, step=name)
     if "onnx" not in needed:
         job.record.pop("opset")
         job.record.pop("opset_requested")
-    if "int8" not in needed:
+    if not any(EXPORTERS[n].int8_for for n in needed):
         job.record.pop("int8")
     return seconds
 
@@ -271,7 +177,7 @@ def export_model(model_path, out_dir, options: ExportOptions | None = None, prog
     bundle, data = _load_source(model_path, progress)
     record = _new_record(bundle, src_path, options)
     try:
-        with progress.task("exporting", len(_needed(options.formats)) + 2) as advance, \
+        with progress.task("exporting", len(_needed(options)) + 2) as advance, \
                 atomic_dir(out_dir) as tmp, capture_stdout():
             job = _start_job(bundle, tmp.resolve(), options, data, record, progress)
             advance(1, step="reference")
@@ -285,7 +191,7 @@ def export_model(model_path, out_dir, options: ExportOptions | None = None, prog
     return record
 
 
-__all__ = ["export_model", "ExportOptions", "EXPORTERS", "Exporter", "DEFAULT_FORMATS", "DEFAULT_OPSET", "MIN_OPSET",
-           "MAX_OPSET", "check_out_dir", "graph_stats", "parse_batch", "parse_formats",
+__all__ = ["export_model", "ExportOptions", "Tolerance", "EXPORTERS", "Exporter", "DEFAULT_FORMATS", "DEFAULT_OPSET",
+           "MIN_OPSET", "MAX_OPSET", "FORMATS", "check_out_dir", "graph_stats", "parse_batch",
            # the runtimes every export is verified on, to run what was exported
            "run_dygraph", "paddle_predictor", "run_paddle_inference", "onnx_session", "run_onnx"]

@@ -6,12 +6,13 @@ exported files, all models in alternation so machine drift hits all alike.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from ..data import load_data
 from ..errors import CompressError
-from ..export import export_model
+from ..export import ExportOptions, export_model
 from ..fileio import sha256
 from ..flops import count_flops
 from ..layers import count_params
@@ -27,8 +28,8 @@ def model_name(path) -> str:
     return Path(path).stem
 
 
-def _export_dir_ok(export_dir: Path, model_path: Path) -> bool:
-    """An earlier export of exactly this weights file can be reused."""
+def _export_dir_ok(export_dir: Path, model_path: Path, options: ExportOptions) -> bool:
+    """An earlier export of exactly this weights file, with the same options, can be reused."""
     meta = export_dir / EXPORT_JSON
     if not meta.is_file():
         return False
@@ -36,15 +37,18 @@ def _export_dir_ok(export_dir: Path, model_path: Path) -> bool:
         info = json.loads(meta.read_text())
     except json.JSONDecodeError:
         return False
-    return (info.get("source") or {}).get("sha256") == sha256(model_path)
+    return (info.get("source") or {}).get("sha256") == sha256(model_path) and \
+        info.get("options") == json.loads(json.dumps(options.to_json()))
 
 
-def ensure_export(model_path, export_dir, progress: Progress = NULL) -> dict:
-    """Export ``model_path`` to ``export_dir`` unless an export of the same weights is already there."""
+def ensure_export(model_path, export_dir, options: ExportOptions | None = None, progress: Progress = NULL) -> dict:
+    """Export ``model_path`` to ``export_dir`` unless an export of the same weights with the same options
+    is already there."""
     model_path, export_dir = Path(model_path), Path(export_dir)
-    if _export_dir_ok(export_dir, model_path):
+    options = dataclasses.replace(options or ExportOptions(), force=True)
+    if _export_dir_ok(export_dir, model_path, options):
         return json.loads((export_dir / EXPORT_JSON).read_text())
-    return export_model(model_path, export_dir, force=True, progress=progress)
+    return export_model(model_path, export_dir, options, progress=progress)
 
 
 def model_entry(path, data: str | None = None) -> dict:
@@ -67,8 +71,12 @@ def model_entry(path, data: str | None = None) -> dict:
 
 def report(models: list, out_dir, data: str | None = None, threads: int = 1, batch_sizes=(1, 32),
            warmup: int = 10, min_runs: int = 100, max_seconds: float = 60.0, onednn: bool = True,
-           progress: Progress = NULL) -> dict:
-    """Measure ``models`` and write report.json, report.md, report.html and pareto.png into ``out_dir``."""
+           progress: Progress = NULL, export: ExportOptions | None = None) -> dict:
+    """Measure ``models`` and write report.json, report.md, report.html and pareto.png into ``out_dir``.
+
+    ``export``: how each model is exported and verified first (tolerances, INT8); its formats must
+    include ``paddle`` and ``onnx``, the runtimes timed.
+    """
     if not batch_sizes or min(batch_sizes) < 1:  # checked before any model is exported
         raise CompressError(f"`batch_sizes` must be positive integers, got {list(batch_sizes)}", param="batch_sizes")
     if not models:
@@ -85,7 +93,7 @@ def report(models: list, out_dir, data: str | None = None, threads: int = 1, bat
         progress.log(f"evaluating {p}")
         entry = model_entry(p, data)
         export_dir = out_dir / "exports" / entry["name"]
-        info = ensure_export(p, export_dir, progress=progress)
+        info = ensure_export(p, export_dir, export, progress=progress)
         entry["export_dir"] = str(export_dir.relative_to(out_dir))  # relative to the report directory
         entry["file_sizes"] = {f: v.get("bytes") for f, v in info["files"].items()}
         entries.append(entry)

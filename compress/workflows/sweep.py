@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import CompressError
+from ..export import ExportOptions
 from ..fileio import write_json
 from ..progress import NULL, Progress
 from ..sidecar import read_sidecar, sidecar_path
@@ -56,11 +57,11 @@ def _copy_model(model: Path, dst: Path) -> None:
 
 
 def _point(original: Path, keep: float, target: Path, out_dir: Path, criterion: str, heal: HealConfig,
-           data: str | None, progress: Progress) -> dict:
+           data: str | None, export: ExportOptions | None, progress: Progress) -> dict:
     """Prune, heal and export one keep ratio; a failure is recorded, not raised."""
     try:
         res = prune(original, keep=keep, criterion=criterion, out=target, data=data, heal=heal, progress=progress)
-        ensure_export(target, out_dir / "exports" / target.stem, progress=progress)
+        ensure_export(target, out_dir / "exports" / target.stem, export, progress=progress)
         return {"status": "done", "model": str(target), "accuracy": res.accuracy, "removed": res.plan.remove_paths}
     except Exception as e:  # noqa: BLE001 - one failed point must not stop the others
         msg = str(e) if isinstance(e, CompressError) else f"{type(e).__name__}: {e}"
@@ -69,8 +70,12 @@ def _point(original: Path, keep: float, target: Path, out_dir: Path, criterion: 
 
 
 def sweep(model, keeps: list[float], out_dir, criterion: str = "survival", heal: HealConfig | None = None,
-          data: str | None = None, report_options: dict | None = None, progress: Progress = NULL) -> dict:
-    """Prune+heal+export ``model`` at every keep ratio, then write the report over all of them."""
+          data: str | None = None, report_options: dict | None = None, progress: Progress = NULL,
+          export: ExportOptions | None = None) -> dict:
+    """Prune+heal+export ``model`` at every keep ratio, then write the report over all of them.
+
+    ``export``: how every model is exported and verified (tolerances, INT8), as in ``report``.
+    """
     model = check_weights_path(model)
     if not model.is_file():
         raise CompressError(f"{model}: no such file")
@@ -94,12 +99,12 @@ def sweep(model, keeps: list[float], out_dir, criterion: str = "survival", heal:
             progress.log(f"keep {key}: done earlier, skipped")
         else:
             progress.log(f"keep {key}: pruning and healing")
-            points[key] = _point(original, keep, target, out_dir, criterion, heal, data, progress)
+            points[key] = _point(original, keep, target, out_dir, criterion, heal, data, export, progress)
             write_json(out_dir / SWEEP_STATE, state)
         if points[key]["status"] == "done":
             paths.append(target)
     write_json(out_dir / SWEEP_STATE, state)
-    rep = report(paths, out_dir, data=data, progress=progress, **(report_options or {}))
+    rep = report(paths, out_dir, data=data, progress=progress, export=export, **(report_options or {}))
     rep["sweep"] = dict(points)
     rep["failed"] = {k: v["error"] for k, v in points.items() if v.get("status") == "failed"}
     return rep

@@ -1,0 +1,40 @@
+"""Flags several commands share, and how they map to the library's typed configs."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from compress.export import ExportOptions
+from compress.export.parity import DEFAULT_ATOL, DEFAULT_MIN_AGREEMENT, DEFAULT_RTOL
+
+BLOCKS_FROM_HELP = ("Pick the blocks by path instead of by skip connection: a glob ('features.*': direct "
+                    "children; '**' crosses levels) or a regex ('re:blocks\\.\\d+'). Recorded in the sidecar.")
+
+ATOL = typer.Option(DEFAULT_ATOL, help="Parity: absolute tolerance on logits (|out - ref| <= atol + rtol * |ref|, "
+                                       "|ref| the largest |logit| of the image).")
+RTOL = typer.Option(DEFAULT_RTOL, help="Parity: tolerance relative to the logits' magnitude.")
+MIN_ARGMAX = typer.Option(DEFAULT_MIN_AGREEMENT * 100, "--min-argmax-agreement",
+                          help="Parity: % of test images whose top-1 class must match the source model's.")
+MIN_TOP5 = typer.Option(DEFAULT_MIN_AGREEMENT * 100, "--min-top5-agreement",
+                        help="Parity: mean % overlap of the top-5 classes with the source model's.")
+INT8 = typer.Option(False, "--int8", help="Also build INT8 models (ONNX Runtime schemes; PaddleSlim for the Paddle "
+                                          "formats), measure them on this CPU and keep the fastest one within "
+                                          "--max-acc-drop if it beats FP32.")
+INT8_FORCE = typer.Option(False, "--int8-force", help="As --int8, but keep the fastest accurate INT8 model even when "
+                                                      "it is not faster than FP32.")
+INT8_SCHEMES = typer.Option(None, "--int8-schemes", help="Only these INT8 candidates (comma-separated; default: "
+                                                         "all that apply).")
+MAX_ACC_DROP = typer.Option(1.0, help="INT8: largest allowed test-accuracy drop against FP32, in points.")
+CALIB_DATA = typer.Option(None, help="Calibration images for INT8: 'digits', an image folder or an .npz "
+                                     "(default: the model's own training images).")
+
+
+def export_options(*, atol: float, rtol: float, min_argmax_agreement: float, min_top5_agreement: float,
+                   int8: bool = False, int8_force: bool = False, int8_schemes: Optional[str] = None,
+                   max_acc_drop: float = 1.0, calib_data: Optional[str] = None, **kwargs) -> ExportOptions:
+    """The shared export flags (percentages and points as typed on the command line) as ExportOptions."""
+    return ExportOptions(atol=atol, rtol=rtol, min_argmax_agreement=min_argmax_agreement / 100.0,
+                         min_top5_agreement=min_top5_agreement / 100.0,
+                         int8="force" if int8_force else ("auto" if int8 else "off"), int8_schemes=int8_schemes,
+                         max_acc_drop=max_acc_drop / 100.0, calib_data=calib_data, **kwargs)
