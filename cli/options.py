@@ -25,6 +25,8 @@ INT8_FORCE = typer.Option(False, "--int8-force", help="As --int8, but keep the f
                                                       "it is not faster than FP32.")
 INT8_SCHEMES = typer.Option(None, "--int8-schemes", help="Only these INT8 candidates (comma-separated; default: "
                                                          "all that apply).")
+INT8_SECONDS = typer.Option(8.0, "--int8-seconds", help="INT8: time budget for timing the candidates against FP32 "
+                                                         "(at least 20 runs each).")
 MAX_ACC_DROP = typer.Option(1.0, help="INT8: largest allowed test-accuracy drop against FP32, in points.")
 CALIB_DATA = typer.Option(None, help="Calibration images for INT8: 'digits', an image folder or an .npz "
                                      "(default: the model's own training images).")
@@ -32,9 +34,11 @@ CALIB_DATA = typer.Option(None, help="Calibration images for INT8: 'digits', an 
 
 def export_options(*, atol: float, rtol: float, min_argmax_agreement: float, min_top5_agreement: float,
                    int8: bool = False, int8_force: bool = False, int8_schemes: Optional[str] = None,
+                   int8_seconds: float = 8.0,
                    max_acc_drop: float = 1.0, calib_data: Optional[str] = None, **kwargs) -> ExportOptions:
     """The shared export flags (percentages and points as typed on the command line) as ExportOptions."""
     return ExportOptions(atol=atol, rtol=rtol, min_argmax_agreement=min_argmax_agreement / 100.0,
                          min_top5_agreement=min_top5_agreement / 100.0,
                          int8="force" if int8_force else ("auto" if int8 else "off"), int8_schemes=int8_schemes,
+                         int8_seconds=int8_seconds,
                          max_acc_drop=max_acc_drop / 100.0, calib_data=calib_data, **kwargs)

@@ -18,6 +18,7 @@ FLAGS = {
     "min_runs": "--runs",
     "max_seconds": "--seconds",
     "formats": "--format",
+    "int8_force": "--int8-force",
 }
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from ._version import __version__
 from .errors import CompressError
 from .progress import NULL, Progress
-from .runtimes import Runner, make_runner, runtime_label
+from .runtimes import Runner, engine, make_runner, runtime_label
 
 MIN_WARMUP = 10
 BURST = 20   # timed runs per turn of one model in the round-robin
@@ -129,7 +129,7 @@ def build_runners(targets: list[Target], threads: int, onednn: bool, input_shape
     runners = []
     for t in targets:
         opts = dict(t.options)
-        if t.runtime == "paddle":
+        if engine(t.runtime) == "paddle":  # (INT8 needs oneDNN: that runner keeps it on)
             opts.setdefault("onednn", onednn)
         progress.log(f"loading {t.label} on {runtime_label(t.runtime)}")
         r = make_runner(t.runtime, t.export_dir, threads=threads, **opts)
@@ -281,8 +281,8 @@ def measure_latency_isolated(targets: Iterable, progress: Progress = NULL, **kwa
     """
     targets = [Target.coerce(t) for t in targets]
     by_runtime: dict[str, list] = {}
-    for t in targets:
-        by_runtime.setdefault(t.runtime, []).append(t)
+    for t in targets:  # one process per engine: FP32 and INT8 ONNX models alternate in one process
+        by_runtime.setdefault(engine(t.runtime), []).append(t)
     if kwargs.get("max_seconds") is not None:  # the time budget is shared among the runtimes
         kwargs = {**kwargs, "max_seconds": kwargs["max_seconds"] / len(by_runtime)}
     records = []
@@ -301,7 +301,11 @@ def group_by_label(records: list[dict]) -> dict[str, list[dict]]:
         out.setdefault(r["label"], []).append({k: v for k, v in r.items() if k != "label"})
     return out
 # --------------------------------------------------------------------------- machine
-_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon", "asimd")
+# What decides which kernels (and which INT8 scheme) are fast: SIMD width, 8-bit dot products (VNNI on x86,
+# asimddp on ARM), bfloat16, and Intel AMX tiles.
+_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
+              "amx_int8", "amx_bf16", "neon", "asimd", "asimddp")
+INT8_DOT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni", "asimddp")
 
 
 def _cpuinfo() -> dict:
@@ -321,6 +325,15 @@ def _cpuinfo() -> dict:
     return info
 
 
+def cpu_features() -> dict:
+    """The CPU model, its flags from :data:`_CPU_FLAGS`, and ``int8_dot``: the fastest 8-bit dot-product
+    instruction it has (``amx_int8``, ``avx512_vnni``, ``avx_vnni``, ``asimddp``), or None."""
+    info = _cpuinfo()
+    flags = info.get("flags", [])
+    return {"model": info.get("model") or platform.processor() or platform.machine() or "unknown", "flags": flags,
+            "int8_dot": next((f for f in INT8_DOT_FLAGS if f in flags), None)}
+
+
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -330,14 +343,15 @@ def _version(dist: str) -> str | None:
 
 def machine_info(threads: int | None = None) -> dict:
     """What the latencies were measured on: CPU, cores, threads used, OS, Python, library versions."""
-    cpu = _cpuinfo()
+    cpu = cpu_features()
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = os.cpu_count()
     return {
-        "cpu": cpu.get("model") or platform.processor() or platform.machine() or "unknown",
-        "cpu_flags": cpu.get("flags", []),
+        "cpu": cpu["model"],
+        "cpu_flags": cpu["flags"],
+        "cpu_int8_dot": cpu["int8_dot"],
         "architecture": platform.machine(),
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,

@@ -94,6 +94,27 @@ class _TextSink:
 
 
 @contextlib.contextmanager
+def _fd_to(fd: int, target: int):
+    """File descriptor ``fd`` points at ``target`` for the duration (C/C++ writes included)."""
+    flush_c_stdout()
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(fd)
+    except OSError:
+        saved = None
+    if saved is not None:
+        os.dup2(target, fd)
+    try:
+        yield
+    finally:
+        flush_c_stdout()
+        if saved is not None:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+@contextlib.contextmanager
 def capture_stdout():
     """Capture everything written to stdout (Python and C/C++ alike) for the duration.
 
@@ -102,28 +123,26 @@ def capture_stdout():
     should not be interleaved with it. The text is kept for error messages
     (``.text()``); with ``COMPRESS_DEBUG`` set it goes to stderr instead.
     """
+    f = None if os.environ.get(DEBUG_ENV) else tempfile.TemporaryFile()
+    with _fd_to(1, 2 if f is None else f.fileno()):
+        try:
+            with contextlib.redirect_stdout(sys.stderr if f is None else _TextSink(f)):
+                yield _Captured(f)
+        finally:
+            if f is not None:
+                f.close()
+
+
+@contextlib.contextmanager
+def capture_stderr():
+    """Keep native chatter on file descriptor 2 (e.g. oneDNN's INT8 passes, which print their progress
+    there when a predictor is built) out of the terminal for the duration, unless ``COMPRESS_DEBUG``.
+    Python exceptions are unaffected."""
     if os.environ.get(DEBUG_ENV):
-        target, f = 2, None
-    else:
-        f = tempfile.TemporaryFile()
-        target = f.fileno()
-    flush_c_stdout()
-    try:
-        saved = os.dup(1)
-    except OSError:
-        saved = None
-    if saved is not None:
-        os.dup2(target, 1)
-    try:
-        with contextlib.redirect_stdout(sys.stderr if f is None else _TextSink(f)):
-            yield _Captured(f)
-    finally:
-        flush_c_stdout()
-        if saved is not None:
-            os.dup2(saved, 1)
-            os.close(saved)
-        if f is not None:
-            f.close()
+        yield
+        return
+    with tempfile.TemporaryFile() as f, _fd_to(2, f.fileno()):
+        yield
 
 
 @contextlib.contextmanager

@@ -476,6 +476,8 @@ def _machine_lines(machine: dict) -> list[tuple[str, str]]:
              ("Python", str(machine.get("python", "?")))]
     if machine.get("cpu_flags"):
         lines.append(("CPU features", " ".join(machine["cpu_flags"])))
+    if "cpu_int8_dot" in machine:
+        lines.append(("8-bit dot product", str(machine["cpu_int8_dot"] or "none (INT8 is often slower than FP32)")))
     lines += [(name, str(v)) for name, v in versions.items() if v is not None]
     return lines
 

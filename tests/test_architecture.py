@@ -35,7 +35,7 @@ CLI = ("compress_cli", ROOT / "cli")
 MAX_FUNCTION_LINES = 60
 # Optional heavy dependencies (and one platform-specific module) that may be imported where they are used.
 LAZY_ALLOWED = {"onnx", "onnxruntime", "paddle2onnx", "polygraphy", "matplotlib", "sklearn", "safetensors", "PIL",
-                "fcntl"}
+                "fcntl", "paddleslim"}
 
 
 # --------------------------------------------------------------------------- reading the source

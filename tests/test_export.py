@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from compress_cli.app import app
 
 import compress.export as ex
-import compress.export.int8 as int8_export
+import compress.export.ort_int8 as ort_int8
 import compress.runtimes.onnx as onnx_runtime
 from compress.errors import EXIT_ACCURACY, EXIT_PARITY
 from compress.fileio import sha256
@@ -173,23 +173,51 @@ def test_read_only_parent_refused(tiny_model, tmp_path):
 
 
 def test_bad_format_and_batch_refused(tiny_model, tmp_path):
-    assert "use paddle, onnx" in run(tiny_model, "--out", tmp_path / "o", "--format", "tflite").stderr
+    assert "use paddle, paddle-legacy, onnx" in run(tiny_model, "--out", tmp_path / "o", "--format", "tflite").stderr
     assert run(tiny_model, "--out", tmp_path / "o", "--batch", "0").exit_code == 2
     assert not (tmp_path / "o").exists()
 
 
-def test_int8_written_and_accuracy_recorded(trained_resnet, tmp_path):
+FAST_INT8 = ["--int8-seconds", "0.5"]
+
+
+def _ort(info):
+    return info["int8"]["onnxruntime"]
+
+
+def test_int8_force_writes_the_fastest_accurate_candidate_and_records_all(trained_resnet, tmp_path):
     out = tmp_path / "q"
-    res = run(trained_resnet, "--out", out, "--int8", "--format", "onnx", "--json")
+    res = run(trained_resnet, "--out", out, "--int8-force", "--format", "onnx", *FAST_INT8, "--json")
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
-    q = info["int8"]
+    q, ort = info["int8"], _ort(info)
+    assert q["mode"] == "force" and q["cpu"]["model"] and isinstance(q["cpu"]["flags"], list)
+    assert ort["calibration"]["images"] == 256 and ort["calibration"]["source"] == "digits"
+    schemes = {c["scheme"]: c for c in ort["candidates"]}
+    assert set(schemes) == {"qdq", "qdq-all"}                  # a CNN: no dynamic scheme
+    assert {s["scheme"] for s in ort["calibration"]["skipped"]} == {"dynamic"}
+    for c in schemes.values():
+        assert c["error"] is None and c["accuracy_drop"] <= 0.01 and c["latency_ms_p50"] > 0 and c["speedup"] > 0
+    kept = schemes[ort["chosen"]]
+    assert kept["latency_ms_p50"] == min(c["latency_ms_p50"] for c in schemes.values())
     assert (out / "model.int8.onnx").is_file() and "model.int8.onnx" in info["files"]
-    assert q["test_images"] == 360 and q["calibration"]["images"] == 256 and q["calibration"]["format"] == "QDQ"
-    assert q["accuracy_drop"] <= 0.01 and q["passed"]
     assert info["graphs"]["int8"]["op_types"].get("QuantizeLinear", 0) > 0
     sess = ex.onnx_session(out / "model.int8.onnx")
     assert sess.run(None, {"x": np.zeros((2, 1, 16, 16), np.float32)})[0].shape == (2, 10)
+
+
+def test_int8_auto_keeps_one_only_if_it_beats_fp32(trained_resnet, tmp_path):
+    out = tmp_path / "q"
+    res = run(trained_resnet, "--out", out, "--int8", "--int8-schemes", "qdq", *FAST_INT8, "--json")
+    assert res.exit_code == 0, res.output
+    ort = _ort(json.loads(res.stdout))
+    [c] = ort["candidates"]
+    if c["speedup"] > 1:
+        assert ort["chosen"] == "qdq" and (out / "model.int8.onnx").is_file() and "faster than FP32" in ort["decision"]
+    else:
+        assert ort["chosen"] is None and not (out / "model.int8.onnx").exists()
+        assert "no INT8 scheme beats FP32" in ort["decision"]
+    assert (out / "paddle" / "model.json").is_file()
 
 
 def test_int8_calibration_data_from_npz(trained_resnet, tmp_path):
@@ -199,23 +227,29 @@ def test_int8_calibration_data_from_npz(trained_resnet, tmp_path):
     npz = tmp_path / "calib.npz"
     np.savez(npz, x=d.images[:40] / 16.0, y=d.target[:40])
     out = tmp_path / "q"
-    res = run(trained_resnet, "--out", out, "--int8", "--format", "onnx", "--calib-data", npz, "--json")
+    res = run(trained_resnet, "--out", out, "--int8", "--int8-schemes", "qdq", "--format", "onnx",
+              "--calib-data", npz, *FAST_INT8, "--json")
     assert res.exit_code == 0, res.output
-    cal = json.loads(res.stdout)["int8"]["calibration"]
+    cal = _ort(json.loads(res.stdout))["calibration"]
     assert cal["source"] == str(npz) and cal["images"] == 24  # the .npz's 60 % training split
 
 
-def test_int8_accuracy_gate_exits_4_and_writes_nothing(tiny_model, tmp_path, monkeypatch):
-    class Miscalibrated(int8_export._CalibrationReader):  # ranges from near-black images: real inputs saturate
+def test_int8_accuracy_gate(tiny_model, tmp_path, monkeypatch):
+    """Miscalibrated candidates lose accuracy: auto writes no INT8 model (and says why); force fails with exit 4."""
+    class Miscalibrated(ort_int8._CalibrationReader):  # ranges from near-black images: real inputs saturate
         def __init__(self, x, batch, name):
             super().__init__(x * 1e-3, batch, name)
 
-    monkeypatch.setattr(int8_export, "_CalibrationReader", Miscalibrated)
+    monkeypatch.setattr(ort_int8, "_CalibrationReader", Miscalibrated)
     out = tmp_path / "q"
-    res = run(tiny_model, "--out", out, "--int8", "--format", "onnx", "--max-acc-drop", "0.5")
+    args = ["--format", "onnx", "--max-acc-drop", "0.5", "--int8-schemes", "qdq", *FAST_INT8]
+    res = run(tiny_model, "--out", out, "--int8-force", *args)
     assert res.exit_code == EXIT_ACCURACY, res.output
-    assert "INT8 model loses" in error_line(res)
+    assert "no INT8 scheme for ONNX Runtime stays within 0.5 accuracy points" in error_line(res)
     assert not out.exists() and leftovers(tmp_path) == []
+    res = run(tiny_model, "--out", out, "--int8", *args, "--json")
+    assert res.exit_code == 0, res.output
+    assert _ort(json.loads(res.stdout))["chosen"] is None and not (out / "model.int8.onnx").exists()
 
 
 def _pruned_bundle(tiny_model, tmp_path, removed):

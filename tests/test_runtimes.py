@@ -17,7 +17,8 @@ def _dygraph(model, x):
 
 
 def test_registry_names():
-    assert set(RUNTIMES) == {"paddle", "onnxruntime"}
+    assert set(RUNTIMES) == {"paddle", "paddle-legacy", "paddle-int8", "onnxruntime", "onnxruntime-int8"}
+    assert {r.engine for r in RUNTIMES.values()} == {"paddle", "onnxruntime"}
 
 
 @pytest.mark.parametrize("batch", [1, 5])

@@ -12,7 +12,7 @@ from compress.errors import CompressError
 from compress.reporting import TABLE_COLUMNS, render_table
 from compress.workflows.report import report as report_models
 
-from ..options import (ATOL, INT8, INT8_FORCE, INT8_SCHEMES, MAX_ACC_DROP, MIN_ARGMAX, MIN_TOP5, RTOL,
+from ..options import (ATOL, INT8, INT8_FORCE, INT8_SCHEMES, INT8_SECONDS, MAX_ACC_DROP, MIN_ARGMAX, MIN_TOP5, RTOL,
                        export_options)
 from ..output import emit_json, stdout
 from ..progress import RichProgress
@@ -66,6 +66,7 @@ def report(
     threads: int = THREADS, batch: str = BATCH, warmup: int = WARMUP, runs: int = RUNS, seconds: float = SECONDS,
     onednn: bool = ONEDNN,
     int8: bool = INT8, int8_force: bool = INT8_FORCE, int8_schemes: Optional[str] = INT8_SCHEMES,
+    int8_seconds: float = INT8_SECONDS,
     max_acc_drop: float = MAX_ACC_DROP, atol: float = ATOL, rtol: float = RTOL,
     min_argmax_agreement: float = MIN_ARGMAX, min_top5_agreement: float = MIN_TOP5,
     as_json: bool = typer.Option(False, "--json", help="Print report.json."),
@@ -73,7 +74,8 @@ def report(
     """Measure accuracy and latency (Paddle Inference, ONNX Runtime; INT8 with --int8) and write the report."""
     export = export_options(atol=atol, rtol=rtol, min_argmax_agreement=min_argmax_agreement,
                             min_top5_agreement=min_top5_agreement, int8=int8, int8_force=int8_force,
-                            int8_schemes=int8_schemes, max_acc_drop=max_acc_drop)
+                            int8_schemes=int8_schemes, int8_seconds=int8_seconds,
+                            max_acc_drop=max_acc_drop)
     rep = report_models(models, out, data=data, progress=RichProgress(), export=export,
                         **report_options(threads, batch, warmup, runs, seconds, onednn))
     return emit_json(rep) if as_json else print_report(rep)

@@ -10,7 +10,7 @@ from compress.criteria import CRITERIA, DEFAULT_CRITERION
 from compress.workflows.prune import HealConfig
 from compress.workflows.sweep import parse_keeps, sweep as sweep_model
 
-from ..options import (ATOL, INT8, INT8_FORCE, INT8_SCHEMES, MAX_ACC_DROP, MIN_ARGMAX, MIN_TOP5, RTOL,
+from ..options import (ATOL, INT8, INT8_FORCE, INT8_SCHEMES, INT8_SECONDS, MAX_ACC_DROP, MIN_ARGMAX, MIN_TOP5, RTOL,
                        export_options)
 from ..output import emit_json
 from ..progress import RichProgress
@@ -28,6 +28,7 @@ def sweep(
     threads: int = THREADS, batch: str = BATCH, warmup: int = WARMUP, runs: int = RUNS, seconds: float = SECONDS,
     onednn: bool = ONEDNN,
     int8: bool = INT8, int8_force: bool = INT8_FORCE, int8_schemes: Optional[str] = INT8_SCHEMES,
+    int8_seconds: float = INT8_SECONDS,
     max_acc_drop: float = MAX_ACC_DROP, atol: float = ATOL, rtol: float = RTOL,
     min_argmax_agreement: float = MIN_ARGMAX, min_top5_agreement: float = MIN_TOP5,
     as_json: bool = typer.Option(False, "--json", help="Print report.json."),
@@ -35,7 +36,8 @@ def sweep(
     """Prune, heal, export and measure at every keep ratio, then report. Resumable."""
     export = export_options(atol=atol, rtol=rtol, min_argmax_agreement=min_argmax_agreement,
                             min_top5_agreement=min_top5_agreement, int8=int8, int8_force=int8_force,
-                            int8_schemes=int8_schemes, max_acc_drop=max_acc_drop)
+                            int8_schemes=int8_schemes, int8_seconds=int8_seconds,
+                            max_acc_drop=max_acc_drop)
     rep = sweep_model(model, parse_keeps(keep), out, criterion=criterion,
                       heal=HealConfig(epochs=epochs, lr=lr, seed=seed), data=data,
                       report_options=report_options(threads, batch, warmup, runs, seconds, onednn),

@@ -55,7 +55,7 @@ def _needed(options: ExportOptions) -> list[str]:
     """The exporters to run, in order: the formats asked for, what they need, and the INT8 builders that apply."""
     need = set(options.formats)
     if options.int8 != "off":
-        need.update(name for name, e in EXPORTERS.items() if e.int8_for and e.int8_for in need)
+        need.update(name for name, e in EXPORTERS.items() if set(e.int8_for) & need)
     for name in reversed(list(EXPORTERS)):
         if name in need:
             need.update(EXPORTERS[name].requires)
@@ -139,7 +139,7 @@ def _build(job: ExportJob, advance) -> dict:
     for name in needed:
         t0 = time.perf_counter()
         job.progress.log(f"building {name}")
-        EXPORTERS[name].build(job, name in job.options.formats or EXPORTERS[name].int8_for is not None)
+        EXPORTERS[name].build(job, name in job.options.formats or bool(EXPORTERS[name].int8_for))
         seconds[name] = round(time.perf_counter() - t0, 3)
         advance(1, step=name)
     if "onnx" not in needed:

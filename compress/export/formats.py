@@ -9,37 +9,48 @@ from typing import Callable, Sequence
 
 from ..data import source_kind
 from ..errors import CompressError
-from ..runtimes.layout import INT8_FILE, ONNX_FILE, PADDLE_MODEL, PADDLE_PARAMS
-from .int8 import export_int8
+from ..runtimes.layout import (INT8_FILE, LEGACY_MODEL, LEGACY_PARAMS, ONNX_FILE, PADDLE_INT8_MODEL, PADDLE_INT8_PARAMS,
+                               PADDLE_MODEL, PADDLE_PARAMS)
 from .job import ExportJob
+from .legacy import export_paddle_legacy
 from .onnx import DEFAULT_OPSET, check_opset, export_onnx
+from .ort_int8 import export_int8
 from .paddle import export_paddle
+from .paddle_int8 import export_paddle_int8
 from .parity import DEFAULT_ATOL, DEFAULT_MIN_AGREEMENT, DEFAULT_RTOL, Tolerance
 
 
 @dataclass(frozen=True)
 class Exporter:
     """One builder. ``build(job, keep)``: ``keep`` is False when its files are only an intermediate.
-    ``int8_for``: an INT8 builder, run (with ``int8`` on) when that format is exported."""
+    ``int8_for``: an INT8 builder, run (with ``int8`` on) when one of those formats is exported."""
 
     name: str
     build: Callable[[ExportJob, bool], None]
     files: tuple
     requires: tuple = ()
     description: str = ""
-    int8_for: str | None = None
+    int8_for: tuple = ()
 
 
 # Order matters: each exporter may need the ones before it (``requires``).
 EXPORTERS: dict[str, Exporter] = {
     "paddle": Exporter("paddle", export_paddle, (PADDLE_MODEL, PADDLE_PARAMS), (),
                        "Paddle Inference (paddle/model.json + model.pdiparams)"),
+    "paddle-legacy": Exporter("paddle-legacy", export_paddle_legacy, (LEGACY_MODEL, LEGACY_PARAMS), (),
+                              "the legacy Paddle format for Paddle Lite's opt (paddle-legacy/model.pdmodel + "
+                              "model.pdiparams)"),
+    "paddle-int8": Exporter("paddle-int8", export_paddle_int8, (PADDLE_INT8_MODEL, PADDLE_INT8_PARAMS),
+                            ("paddle-legacy",), "INT8 by PaddleSlim for Paddle Inference/Lite, the fastest accurate "
+                            "scheme if it beats FP32 (paddle-int8/model.pdmodel + model.pdiparams)",
+                            int8_for=("paddle", "paddle-legacy")),
     "onnx": Exporter("onnx", export_onnx, (ONNX_FILE,), ("paddle",), "ONNX via paddle2onnx (model.onnx)"),
-    "int8": Exporter("int8", export_int8, (INT8_FILE,), ("onnx",),
-                     "INT8 ONNX for ONNX Runtime (model.int8.onnx)", int8_for="onnx"),
+    "onnx-int8": Exporter("onnx-int8", export_int8, (INT8_FILE,), ("onnx",),
+                          "INT8 ONNX for ONNX Runtime, the fastest accurate scheme if it beats FP32 "
+                          "(model.int8.onnx)", int8_for=("onnx",)),
 }
 # What a user can ask for (INT8 builders run through `int8`).
-FORMATS = tuple(name for name, e in EXPORTERS.items() if e.int8_for is None)
+FORMATS = tuple(name for name, e in EXPORTERS.items() if not e.int8_for)
 DEFAULT_FORMATS = ("paddle", "onnx")
 
 PARITY_IMAGES = 256         # test images pushed through every runtime, at most
@@ -67,7 +78,7 @@ def parse_formats(formats, int8: str = "off") -> tuple[list[str], str]:
     if isinstance(formats, str):
         formats = [f for f in formats.replace(" ", "").split(",") if f]
     formats = list(dict.fromkeys(formats or ()))
-    if "int8" in formats:
+    if "int8" in formats:  # (the earlier spelling: ONNX with INT8)
         formats = [f for f in formats if f != "int8"] or ["onnx"]
         int8 = "auto" if int8 == "off" else int8
     bad = [f for f in formats if f not in FORMATS]
@@ -135,6 +146,7 @@ class ExportOptions:
     batch: str | int = "dynamic"
     int8: str | bool = "off"
     int8_schemes: Sequence[str] | str | None = None
+    int8_seconds: float = 8.0
     calib_data: str | None = None
     max_acc_drop: float = 0.01
     atol: float = DEFAULT_ATOL
@@ -152,6 +164,10 @@ class ExportOptions:
         self.opset = check_opset(self.opset)
         self.batch = parse_batch(self.batch)
         self.parity_images = parse_parity_images(self.parity_images)
+        self.int8_seconds = _number("int8_seconds", self.int8_seconds)
+        if not (math.isfinite(self.int8_seconds) and self.int8_seconds >= 0):
+            raise CompressError(f"`int8_seconds` must be a non-negative number of seconds, got {self.int8_seconds:g}",
+                                param="int8_seconds")
         self.max_acc_drop = _fraction("max_acc_drop", self.max_acc_drop, "points")
         tol = Tolerance(*(_number(n, getattr(self, n)) for n in ("atol", "rtol")),
                         *(_fraction(n, getattr(self, n), "%") for n in ("min_argmax_agreement", "min_top5_agreement")))
@@ -164,6 +180,7 @@ class ExportOptions:
         """The options that shape an export's content (not ``force``), as recorded in export.json."""
         return {"formats": list(self.formats), "opset": self.opset, "batch": self.batch, "int8": self.int8,
                 "int8_schemes": list(self.int8_schemes) if self.int8_schemes else None,
+                "int8_seconds": self.int8_seconds,
                 "calib_data": self.calib_data, "max_acc_drop": self.max_acc_drop,
                 "tolerance": self.tolerance.to_json(), "parity_images": self.parity_images}
 

@@ -6,8 +6,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from paddle.base.proto import framework_pb2
 
-from ..runtimes.layout import INT8_FILE, ONNX_FILE, PADDLE_MODEL, paddle_ops
+from ..runtimes.layout import INT8_FILE, LEGACY_MODEL, ONNX_FILE, PADDLE_INT8_MODEL, PADDLE_MODEL, paddle_ops
+
+_LEGACY_IO_OPS = ("feed", "fetch")
 
 
 def paddle_graph_stats(model_json: str | Path) -> dict:
@@ -23,6 +26,20 @@ def paddle_graph_stats(model_json: str | Path) -> dict:
             pass
     types = Counter(str(op.get("#", "?")).split(".", 1)[-1] for op in compute)
     return {"ops": len(compute), "op_types": dict(sorted(types.items())), "params": len(params),
+            "param_elements": elements}
+
+
+def legacy_graph_stats(pdmodel: str | Path) -> dict:
+    """Ops and parameters of a legacy ``model.pdmodel`` (a ``ProgramDesc``; parameters are its persistable vars)."""
+    prog = framework_pb2.ProgramDesc()
+    prog.ParseFromString(Path(pdmodel).read_bytes())
+    ops = [op.type for b in prog.blocks for op in b.ops if op.type not in _LEGACY_IO_OPS]
+    params = [v for b in prog.blocks for v in b.vars if v.persistable and v.name not in _LEGACY_IO_OPS]
+    elements = 0
+    for v in params:
+        dims = list(v.type.dense_tensor.tensor.dims)
+        elements += int(np.prod(dims)) if dims and min(dims) > 0 else 0
+    return {"ops": len(ops), "op_types": dict(sorted(Counter(ops).items())), "params": len(params),
             "param_elements": elements}
 
 
@@ -68,11 +85,15 @@ def onnx_graph_stats(path: str | Path) -> dict:
 
 
 def graph_stats(out_dir: str | Path) -> dict:
-    """Op and parameter counts of every exported graph in ``out_dir`` (keys: paddle, onnx, int8)."""
+    """Op and parameter counts of every exported graph in ``out_dir`` (keys: paddle, paddle-legacy,
+    paddle-int8, onnx, int8)."""
     out_dir = Path(out_dir)
     stats = {}
     if (out_dir / PADDLE_MODEL).is_file():
         stats["paddle"] = paddle_graph_stats(out_dir / PADDLE_MODEL)
+    for key, rel in (("paddle-legacy", LEGACY_MODEL), ("paddle-int8", PADDLE_INT8_MODEL)):
+        if (out_dir / rel).is_file():
+            stats[key] = legacy_graph_stats(out_dir / rel)
     if (out_dir / ONNX_FILE).is_file():
         stats["onnx"] = onnx_graph_stats(out_dir / ONNX_FILE)
     if (out_dir / INT8_FILE).is_file():

@@ -1,78 +1,119 @@
-"""INT8 export: onnxruntime static quantization (QDQ, per-channel) of the verified FP32 ONNX
-model, calibrated on real training images and kept only if its test accuracy holds.
+"""INT8 that pays, decided by measurement: what the INT8 builders share.
 
-INT8
-----
-PaddleSlim 2.6.0 (its last release) predates Paddle 3 and its PTQ cannot save a
-quantized model on Paddle 3.3.1, and ``paddle.quantization`` PTQ models fail in
-``paddle.jit.save`` there; so INT8 goes through onnxruntime's maintained static
-quantizer on the verified FP32 ONNX model: QDQ format, per-channel INT8 weights,
-UINT8 activations, MinMax calibration on real training images.
+Which INT8 scheme is fastest depends on the architecture and on the CPU (8-bit dot-product
+instructions: VNNI, AMX), and on some CPUs no scheme beats FP32 at all. So each INT8 builder
+(ONNX Runtime: :mod:`.ort_int8`; Paddle Inference through PaddleSlim: :mod:`.paddle_int8`) builds
+every candidate scheme that applies, measures each one's test accuracy against the FP32 model
+and its latency on this CPU (1 thread, batch 1, models in alternation), and :func:`decide` keeps
+the fastest candidate within ``max_acc_drop`` of FP32 accuracy:
+
+* ``int8="auto"``: only if it is faster than FP32; otherwise it says so plainly and writes none;
+* ``int8="force"``: even if it is slower; if no candidate is accurate enough, the export fails
+  (exit code 4) and writes nothing.
+
+Every candidate's figures go into ``export.json`` (``int8.<runtime>.candidates``), with the CPU's
+relevant flags (``int8.cpu``).
 """
 from __future__ import annotations
 
-import contextlib
-import os
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..data import load_data
 from ..errors import EXIT_ACCURACY, CompressError
-from ..native import capture_stdout, quiet_logging
-from ..runtimes import onnx as ort_runtime
-from ..runtimes.layout import INT8_FILE, ONNX_FILE, WORK_DIR
-from .job import INPUT_NAME, ExportJob, batched, first_line
+from ..measurement import cpu_features
+from .job import ExportJob
 
-CALIB_IMAGES = 256      # training images used to calibrate INT8
-# Only the weight-heavy ops are quantized. On the 8-epoch vit_tiny (digits test split, 360 images) this kept
-# INT8 at 66.1 % vs FP32 65.6 % (argmax agreement 97.5 %), where quantizing every supported op (LayerNorm,
-# Softmax, Add, ...) gave 65.3 % (96.9 %); resnet_tiny was unchanged either way (95.6 %).
-INT8_OP_TYPES = ("Conv", "MatMul", "Gemm")
-SETTINGS = {"format": "QDQ", "op_types": list(INT8_OP_TYPES), "per_channel": True, "weight_type": "QInt8",
-            "activation_type": "QUInt8", "reduce_range": False, "calibrate_method": "MinMax"}
+CALIB_IMAGES = 256      # training images used to calibrate INT8, at most
+MIN_CALIB_IMAGES = 64   # and at least (when there are that many)
+CALIB_MACS = 32e9       # as many as fit this many multiply-accumulates (256 at 0.125 GMACs)
+# Latency of the candidates against FP32: 1 thread, batch 1, in alternation, in a fresh process.
+# (max_seconds: ``ExportOptions.int8_seconds``)
+TIMING = {"batch_sizes": (1,), "threads": 1, "warmup": 10, "min_runs": 20, "max_runs": 300}
 
 
-@contextlib.contextmanager
-def _cwd(path: Path):
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
+@dataclass
+class Candidate:
+    """One INT8 scheme built for one runtime, with what was measured on it."""
+
+    scheme: str
+    runtime: str
+    settings: dict = field(default_factory=dict)
+    path: Path | None = None                 # where it was built (the export's scratch area)
+    quantize_seconds: float | None = None
+    accuracy: float | None = None
+    accuracy_drop: float | None = None       # FP32 accuracy - INT8 accuracy (fraction)
+    argmax_agreement: float | None = None    # with the FP32 model, on the test split
+    max_abs_diff: float | None = None        # of logits, against the FP32 model
+    latency_ms_p50: float | None = None
+    latency_ms_p90: float | None = None
+    speedup: float | None = None             # FP32 p50 / INT8 p50
+    error: str | None = None                 # it could not be built or run
+
+    def accurate(self, max_drop: float) -> bool:
+        return self.error is None and self.accuracy_drop is not None and self.accuracy_drop <= max_drop + 1e-12
+
+    def to_json(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "path"}
+        out["file"] = self.path.name if self.path else None
+        return out
 
 
-class _CalibrationReader:
-    """onnxruntime CalibrationDataReader over real images, in the export's batch size."""
+@dataclass
+class Decision:
+    """Which candidate is kept (None: none), and why, in one sentence."""
 
-    def __init__(self, x: np.ndarray, batch: str | int, input_name: str):
-        size = 32 if batch == "dynamic" else int(batch)
-        self._batches = []
-        for i in range(0, len(x), size):
-            xb = x[i:i + size]
-            if batch != "dynamic" and len(xb) < size:
-                continue  # a fixed-batch model takes only full batches
-            self._batches.append({input_name: np.ascontiguousarray(xb)})
-        self._it = iter(self._batches)
-
-    def get_next(self):
-        return next(self._it, None)
-
-    def rewind(self):
-        self._it = iter(self._batches)
-
-    def __len__(self):
-        return len(self._batches)
+    chosen: Candidate | None
+    message: str
+    error: CompressError | None = None
 
 
-def _calibration_images(job: ExportJob) -> tuple[np.ndarray, str]:
-    """Up to CALIB_IMAGES training images (a seeded choice), a whole number of batches for a fixed batch."""
+def decide(cands: list[Candidate], mode: str, max_drop: float, runtime_label: str) -> Decision:
+    """The fastest candidate within ``max_drop`` (see the module docstring)."""
+    accurate = [c for c in cands if c.accurate(max_drop) and c.latency_ms_p50 is not None]
+    tried = "; ".join(f"{c.scheme}: {_fig(c)}" for c in cands) or "none applies"
+    if not accurate:
+        failed = [c for c in cands if c.error]
+        msg = (f"no INT8 model for {runtime_label}: {'; '.join(f'{c.scheme} failed: {c.error}' for c in failed)}"
+               if cands and len(failed) == len(cands) else
+               f"no INT8 scheme for {runtime_label} stays within {max_drop * 100:g} accuracy points of FP32 "
+               f"({tried}); none written")
+        err = None
+        if mode == "force":
+            err = CompressError(msg + " (raise `max_acc_drop`, or export without `int8`)", EXIT_ACCURACY,
+                                param=("max_acc_drop", "int8"))
+        return Decision(None, msg, err)
+    best = min(accurate, key=lambda c: c.latency_ms_p50)
+    if best.speedup is not None and best.speedup > 1.0:
+        return Decision(best, f"{runtime_label} INT8: {best.scheme} kept, {best.speedup:.2f}x faster than FP32 "
+                              f"on this CPU (tried: {tried})")
+    if mode == "force":
+        return Decision(best, f"{runtime_label} INT8: {best.scheme} kept as forced, although it is not faster "
+                              f"than FP32 on this CPU ({best.speedup:.2f}x; tried: {tried})")
+    return Decision(None, f"no INT8 scheme beats FP32 on {runtime_label} on this CPU (tried: {tried}); none "
+                          "written (`int8_force` keeps the fastest accurate one anyway)")
+
+
+def _fig(c: Candidate) -> str:
+    if c.error:
+        return "failed"
+    speed = f"{c.speedup:.2f}x" if c.speedup is not None else "not timed"
+    drop = f"{0.0 - c.accuracy_drop * 100:+.1f} points" if c.accuracy_drop is not None else "accuracy unknown"
+    return f"{speed}, {drop}"
+
+
+def calibration_images(job: ExportJob, macs: int | None = None) -> tuple[np.ndarray, str]:
+    """Training images to calibrate on (a seeded choice; fewer for a large model), a whole number of batches
+    for a fixed batch. Returns (images, source)."""
     batch = job.options.batch
     source = job.options.calib_data or job.data.source
     cdata = job.data if source == job.data.source else load_data(source, job.input_shape)
     pool = cdata.x_train if len(cdata.x_train) else cdata.x_test
-    n = min(CALIB_IMAGES, len(pool))
+    want = CALIB_IMAGES if not macs else max(MIN_CALIB_IMAGES, min(CALIB_IMAGES, int(CALIB_MACS / max(macs, 1))))
+    n = min(want, len(pool))
     if batch != "dynamic":
         n = (n // int(batch)) * int(batch) or min(int(batch), len(pool))
     if n == 0 or (batch != "dynamic" and n < int(batch)):
@@ -81,83 +122,41 @@ def _calibration_images(job: ExportJob) -> tuple[np.ndarray, str]:
     return pool[np.sort(rng.choice(len(pool), size=n, replace=False))], source
 
 
-def _pre_process(job: ExportJob, fp32: Path, pre: Path) -> str | None:
-    """Shape inference + graph optimisation (e.g. Conv+BN folding) before quantizing; returns the mode that worked.
-
-    Symbolic shape inference fails on the ViT's dynamic reshapes ("Incomplete symbolic shape inference");
-    ONNX's own shape inference is enough there. If both fail, the model is quantized as converted.
-    (onnxruntime's symbolic shape inference saves "sym_shape_infer_temp.onnx" and an external-data file
-    into the current directory when it fails: it runs from the scratch directory.)
-    """
-    from onnxruntime.quantization.shape_inference import quant_pre_process  # optional heavy: INT8 only
-
-    for mode, skip_symbolic in (("symbolic", False), ("onnx", True)):
-        try:
-            with capture_stdout(), quiet_logging(), _cwd(pre.parent):
-                quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=skip_symbolic)
-            return mode
-        except Exception as e:  # noqa: BLE001 - pre-processing only helps
-            job.progress.log(f"quant_pre_process ({mode} shape inference) failed: {type(e).__name__}: {first_line(e)}")
-    return None
+def score(c: Candidate, l32: np.ndarray, l8: np.ndarray, y: np.ndarray) -> None:
+    """Fill in a candidate's accuracy figures from its and the FP32 model's test logits."""
+    acc32, acc8 = float((l32.argmax(1) == y).mean()), float((l8.argmax(1) == y).mean())
+    c.accuracy, c.accuracy_drop = acc8, acc32 - acc8
+    c.argmax_agreement = float((l8.argmax(1) == l32.argmax(1)).mean())
+    c.max_abs_diff = float(np.abs(l8.astype(np.float64) - l32).max()) if np.isfinite(l8).all() else math.inf
 
 
-def _quantize(source_model: Path, out: Path, x_cal: np.ndarray, batch, scratch: Path) -> None:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # optional heavy
-
-    try:
-        with capture_stdout(), quiet_logging(), _cwd(scratch):
-            quantize_static(str(source_model), str(out), _CalibrationReader(x_cal, batch, INPUT_NAME),
-                            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(INT8_OP_TYPES),
-                            per_channel=True, reduce_range=False, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
-    except Exception as e:  # noqa: BLE001
-        raise CompressError(f"INT8 quantization failed: {type(e).__name__}: {first_line(e)}; nothing written") from None
-    if not out.is_file() or out.stat().st_size == 0:
-        raise CompressError("INT8 quantization wrote no model; nothing written")
+def time_against(cands: list[Candidate], records: list[dict], fp32_label: str = "fp32") -> dict | None:
+    """Fill in the candidates' latencies and speed-ups from ``measure_latency`` records; returns FP32's."""
+    by = {r["label"]: r for r in records}
+    fp32 = by.get(fp32_label)
+    for c in cands:
+        r = by.get(c.scheme)
+        if r is not None:
+            c.latency_ms_p50, c.latency_ms_p90 = r["latency_ms_p50"], r["latency_ms_p90"]
+            c.speedup = fp32["latency_ms_p50"] / r["latency_ms_p50"] if fp32 else None
+    return fp32
 
 
-def _test_accuracies(job: ExportJob, int8: Path, fp32: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Logits of the FP32 and INT8 models on the test split."""
-    try:
-        s8, s32 = ort_runtime.onnx_session(int8), ort_runtime.onnx_session(fp32)
-    except Exception as e:  # noqa: BLE001
-        raise CompressError(f"onnxruntime cannot load the INT8 model: {first_line(e)}; nothing written") from None
-    if len(job.data.y_test) == 0:
-        raise CompressError(f"data {job.data.source!r} has no test images to measure INT8 accuracy on")
-    x_te, batch = job.data.x_test, job.options.batch
-    return (batched(lambda xb: ort_runtime.run_onnx(s32, xb), x_te, batch),
-            batched(lambda xb: ort_runtime.run_onnx(s8, xb), x_te, batch))
+def int8_record(job: ExportJob) -> dict:
+    """``export.json``'s ``int8`` section (created on first use): mode, budget, CPU."""
+    rec = job.record.get("int8")
+    if not rec:
+        timing = {**{k: list(v) if isinstance(v, tuple) else v for k, v in TIMING.items()},
+                  "max_seconds": job.options.int8_seconds}
+        rec = job.record["int8"] = {"mode": job.options.int8, "max_accuracy_drop": job.options.max_acc_drop,
+                                    "cpu": cpu_features(), "timing": timing}
+    return rec
 
 
-def _accuracy_gate(job: ExportJob, l32: np.ndarray, l8: np.ndarray, calibration: dict) -> None:
-    """Record the INT8 figures; fail (exit code 4) if it lost more accuracy than allowed."""
-    y_te, allowed = job.data.y_test, job.options.max_acc_drop
-    acc32, acc8 = float((l32.argmax(1) == y_te).mean()), float((l8.argmax(1) == y_te).mean())
-    drop = acc32 - acc8
-    job.record["int8"] = {
-        "calibration": calibration,
-        "test_images": int(len(y_te)), "fp32_accuracy": acc32, "int8_accuracy": acc8, "accuracy_drop": drop,
-        "max_accuracy_drop": allowed, "argmax_agreement_vs_fp32": float((l8.argmax(1) == l32.argmax(1)).mean()),
-        "max_abs_diff_vs_fp32": float(np.abs(l8 - l32).max()), "passed": bool(drop <= allowed + 1e-12),
-    }
-    job.progress.log(f"INT8 accuracy {acc8 * 100:.2f}% vs FP32 {acc32 * 100:.2f}% on {len(y_te)} test images")
-    if drop > allowed + 1e-12:
-        raise CompressError(f"INT8 model loses {drop * 100:.2f} accuracy points on {len(y_te)} test images "
-                            f"({acc32 * 100:.2f}% -> {acc8 * 100:.2f}%; allowed {allowed * 100:.2f}); "
-                            "nothing written (raise `max_acc_drop` or export without `int8`)", EXIT_ACCURACY,
-                            param=("max_acc_drop", "int8"))
-
-
-def export_int8(job: ExportJob, keep: bool) -> None:
-    """onnxruntime static quantization (QDQ, per-channel) calibrated on real images; accuracy-gated."""
-    fp32 = job.path(ONNX_FILE, "onnx" in job.options.formats).resolve()
-    out = job.path(INT8_FILE, keep).resolve()
-    x_cal, source = _calibration_images(job)
-    pre = (job.tmp / WORK_DIR / "model.pre.onnx").resolve()
-    pre.parent.mkdir(parents=True, exist_ok=True)
-    preprocessed = _pre_process(job, fp32, pre)
-    _quantize(pre if preprocessed else fp32, out, x_cal, job.options.batch, pre.parent)
-    l32, l8 = _test_accuracies(job, out, fp32)
-    calibration = {"source": source, "split": "train", "images": int(len(x_cal)), **SETTINGS,
-                   "pre_process": preprocessed}
-    _accuracy_gate(job, l32, l8, calibration)
+def record_runtime(job: ExportJob, runtime: str, fp32: dict, cands: list[Candidate], decision: Decision,
+                   calibration: dict) -> None:
+    """Write one runtime's candidates and decision into ``export.json``; log the decision."""
+    int8_record(job)[runtime] = {
+        "fp32": fp32, "calibration": calibration, "candidates": [c.to_json() for c in cands],
+        "chosen": decision.chosen.scheme if decision.chosen else None, "decision": decision.message}
+    job.progress.log(decision.message.replace("`", ""))

@@ -17,16 +17,28 @@ import inspect
 from ..errors import CompressError
 from .base import Runner
 from .dygraph import run_dygraph
-from .onnx import OnnxRuntimeRunner, onnx_session, run_onnx
-from .paddle import PaddleInferenceRunner, paddle_predictor, run_paddle_inference
+from .onnx import OnnxRuntimeInt8Runner, OnnxRuntimeRunner, onnx_session, run_onnx
+from .paddle import PaddleInferenceRunner, PaddleInt8Runner, PaddleLegacyRunner, paddle_predictor, run_paddle_inference
 
 RUNTIMES: dict[str, type[Runner]] = {
     "paddle": PaddleInferenceRunner,
+    "paddle-legacy": PaddleLegacyRunner,
+    "paddle-int8": PaddleInt8Runner,
     "onnxruntime": OnnxRuntimeRunner,
+    "onnxruntime-int8": OnnxRuntimeInt8Runner,
 }
 # How reports and progress name runtimes (any other name is shown as is).
-RUNTIME_LABELS = {"paddle": "Paddle Inference", "onnxruntime": "ONNX Runtime",
+RUNTIME_LABELS = {"paddle": "Paddle Inference", "paddle-legacy": "Paddle Inference (legacy format)",
+                  "paddle-int8": "Paddle Inference (int8)", "onnxruntime": "ONNX Runtime",
                   "onnxruntime-int8": "ONNX Runtime (int8)"}
+# The INT8 runtime of each FP32 one, and the file that must exist in an export for it.
+INT8_RUNTIMES = {"paddle": ("paddle-int8", PaddleInt8Runner.model), "onnxruntime": ("onnxruntime-int8",
+                                                                                   OnnxRuntimeInt8Runner.default_file)}
+
+
+def engine(runtime: str) -> str:
+    """The library a runtime runs on (runtimes of one engine are timed together, in one process)."""
+    return RUNTIMES[runtime].engine if runtime in RUNTIMES else runtime
 
 
 def runtime_label(runtime: str | None) -> str:
@@ -47,5 +59,7 @@ def make_runner(runtime: str, export_dir, threads: int = 1, **options) -> Runner
     return cls(export_dir, threads=threads, **options)
 
 
-__all__ = ["RUNTIMES", "RUNTIME_LABELS", "Runner", "make_runner", "runtime_label", "run_dygraph", "onnx_session",
-           "run_onnx", "paddle_predictor", "run_paddle_inference", "PaddleInferenceRunner", "OnnxRuntimeRunner"]
+__all__ = ["RUNTIMES", "RUNTIME_LABELS", "INT8_RUNTIMES", "Runner", "engine", "make_runner", "runtime_label",
+           "run_dygraph", "onnx_session", "run_onnx", "paddle_predictor", "run_paddle_inference",
+           "PaddleInferenceRunner", "PaddleLegacyRunner", "PaddleInt8Runner", "OnnxRuntimeRunner",
+           "OnnxRuntimeInt8Runner"]

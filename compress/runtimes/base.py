@@ -10,6 +10,7 @@ class Runner:
     """One loaded model on one runtime. Subclasses set ``runtime``, ``path``, ``threads``."""
 
     runtime = "?"
+    engine = "?"     # the library underneath: runners of one engine are timed in one process
 
     def __init__(self):
         self.path: Path | None = None

@@ -2,11 +2,13 @@
 
 ``compress export`` writes (and ``compress report`` reads)::
 
-    DIR/paddle/model.json, model.pdiparams   Paddle Inference (PIR format)
-    DIR/model.onnx                            ONNX
-    DIR/model.int8.onnx                       INT8 (QDQ) ONNX
-    DIR/export.json                           what was exported and verified
-    DIR/.work/                                scratch while exporting; never in a finished export
+    DIR/paddle/model.json, model.pdiparams           Paddle Inference (PIR format)
+    DIR/paddle-legacy/model.pdmodel, model.pdiparams  the legacy format (Paddle Lite's opt, older tools)
+    DIR/paddle-int8/model.pdmodel, model.pdiparams    INT8 by PaddleSlim, legacy format
+    DIR/model.onnx                                    ONNX
+    DIR/model.int8.onnx                               INT8 ONNX (ONNX Runtime)
+    DIR/export.json                                   what was exported and verified
+    DIR/.work/                                        scratch while exporting; never in a finished export
 """
 from __future__ import annotations
 
@@ -20,25 +22,32 @@ from ..errors import CompressError
 PADDLE_DIR = "paddle"
 PADDLE_MODEL = f"{PADDLE_DIR}/model.json"
 PADDLE_PARAMS = f"{PADDLE_DIR}/model.pdiparams"
+LEGACY_DIR = "paddle-legacy"
+LEGACY_MODEL = f"{LEGACY_DIR}/model.pdmodel"
+LEGACY_PARAMS = f"{LEGACY_DIR}/model.pdiparams"
+PADDLE_INT8_DIR = "paddle-int8"
+PADDLE_INT8_MODEL = f"{PADDLE_INT8_DIR}/model.pdmodel"
+PADDLE_INT8_PARAMS = f"{PADDLE_INT8_DIR}/model.pdiparams"
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 EXPORT_JSON = "export.json"
 WORK_DIR = ".work"      # intermediates not asked for (e.g. the Paddle pair for an ONNX-only export)
 
 
-def paddle_files(export: Path) -> tuple[Path, Path]:
-    """(model.json, model.pdiparams): accept the export dir, its ``paddle/`` subdir or the ``model.json`` itself."""
-    export = Path(export)
-    if export.is_file() and export.suffix == ".json":
+def paddle_files(export: Path, rel: str = PADDLE_MODEL) -> tuple[Path, Path]:
+    """(model file, model.pdiparams) of the Paddle model at ``rel`` in an export (default: the PIR
+    ``paddle/model.json``): accept the export dir, the model's own subdir or the model file itself."""
+    export, name = Path(export), Path(rel).name
+    if export.is_file() and export.suffix == Path(rel).suffix:
         model = export
-    elif (export / PADDLE_MODEL).is_file():
-        model = export / PADDLE_MODEL
+    elif (export / rel).is_file():
+        model = export / rel
     else:
-        model = export / Path(PADDLE_MODEL).name
+        model = export / name
     params = model.with_suffix(".pdiparams")
     if not model.is_file() or not params.is_file():
-        raise CompressError(f"{export}: no Paddle Inference model here (expected {PADDLE_MODEL} "
-                            f"and {PADDLE_PARAMS}; run compress export first)")
+        raise CompressError(f"{export}: no Paddle Inference model here (expected {rel} and "
+                            f"{Path(rel).with_suffix('.pdiparams').as_posix()}; run compress export first)")
     return model, params
 
 

@@ -50,9 +50,12 @@ class OnnxRuntimeRunner(Runner):
     """
 
     runtime = "onnxruntime"
+    engine = "onnxruntime"
+    default_file = layout.ONNX_FILE
 
-    def __init__(self, export_dir, threads: int = 1, onnx_file: str = layout.ONNX_FILE, spinning: bool = False):
+    def __init__(self, export_dir, threads: int = 1, onnx_file: str | None = None, spinning: bool = False):
         super().__init__()
+        onnx_file = onnx_file or self.default_file
         self.path, self.threads, self.spinning = layout.onnx_file(Path(export_dir), onnx_file), int(threads), bool(spinning)
         try:
             self._session = onnx_session(self.path, threads=self.threads, spinning=self.spinning)
@@ -70,3 +73,10 @@ class OnnxRuntimeRunner(Runner):
 
     def describe(self) -> dict:
         return {**super().describe(), "spinning": self.spinning}
+
+
+class OnnxRuntimeInt8Runner(OnnxRuntimeRunner):
+    """The export's INT8 ONNX model (``model.int8.onnx``) on ONNX Runtime."""
+
+    runtime = "onnxruntime-int8"
+    default_file = layout.INT8_FILE

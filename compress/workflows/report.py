@@ -13,6 +13,7 @@ from pathlib import Path
 from ..data import load_data
 from ..errors import CompressError
 from ..export import ExportOptions, export_model
+from ..export.job import batched
 from ..fileio import sha256
 from ..flops import count_flops
 from ..layers import count_params
@@ -20,6 +21,7 @@ from ..measurement import group_by_label, machine_info, measure_latency_isolated
 from ..models import load_model
 from ..progress import NULL, Progress
 from ..reporting import build_report, write_report
+from ..runtimes import INT8_RUNTIMES, make_runner
 from ..runtimes.layout import EXPORT_JSON
 from ..training import accuracy
 
@@ -51,32 +53,55 @@ def ensure_export(model_path, export_dir, options: ExportOptions | None = None, 
     return export_model(model_path, export_dir, options, progress=progress)
 
 
-def model_entry(path, data: str | None = None) -> dict:
-    """Accuracy, size and lineage of one model (no latency yet)."""
+def _evaluate(path, data: str | None) -> tuple[dict, object]:
+    """A model's report entry (accuracy, size, lineage; no latency yet) and its test data (None without one)."""
     bundle = load_model(path)
     sc = bundle.sidecar
     source = data or sc.data_source
-    acc = None
-    if source:
-        ds = load_data(source, bundle.input_shape)
-        acc = accuracy(bundle.model, ds.x_test, ds.y_test)
+    ds = load_data(source, bundle.input_shape) if source else None
+    acc = accuracy(bundle.model, ds.x_test, ds.y_test) if ds is not None else None
     steps = sc.prune_steps
     flops, _ = count_flops(bundle.model, bundle.input_shape)
     return {"name": model_name(path), "path": str(path),
             "keep": steps[-1]["keep_total"] if steps else 1.0,
             "parent": model_name(steps[-1]["parent"]) if steps else None,
             "accuracy": acc, "params": count_params(bundle.model), "flops": flops,
-            "blocks": len(sc.blocks), "data": source}
+            "blocks": len(sc.blocks), "data": source}, ds
 
 
-def report(models: list, out_dir, data: str | None = None, threads: int = 1, batch_sizes=(1, 32),
-           warmup: int = 10, min_runs: int = 100, max_seconds: float = 60.0, onednn: bool = True,
-           progress: Progress = NULL, export: ExportOptions | None = None) -> dict:
-    """Measure ``models`` and write report.json, report.md, report.html and pareto.png into ``out_dir``.
+def model_entry(path, data: str | None = None) -> dict:
+    """Accuracy, size and lineage of one model (no latency yet)."""
+    return _evaluate(path, data)[0]
 
-    ``export``: how each model is exported and verified first (tolerances, INT8); its formats must
-    include ``paddle`` and ``onnx``, the runtimes timed.
-    """
+
+def int8_runtimes(export_dir: Path) -> list[str]:
+    """The INT8 runtimes an export has a model for (``onnxruntime-int8``, ``paddle-int8``)."""
+    return [rt for rt, rel in INT8_RUNTIMES.values() if (Path(export_dir) / rel).is_file()]
+
+
+def _int8_accuracy(runtime: str, export_dir: Path, ds) -> float | None:
+    """Test accuracy of an export's INT8 model on ``runtime`` (the report's rows carry it)."""
+    if ds is None:
+        return None
+    runner = make_runner(runtime, export_dir, threads=1)
+    logits = batched(runner.run, ds.x_test, "dynamic")
+    return float((logits.argmax(1) == ds.y_test).mean())
+
+
+def _prepare(p: Path, out_dir: Path, data, export, progress: Progress) -> tuple[dict, list]:
+    """One model: evaluated, exported (and verified), its INT8 models scored; (entry, timing targets)."""
+    progress.log(f"evaluating {p}")
+    entry, ds = _evaluate(p, data)
+    export_dir = out_dir / "exports" / entry["name"]
+    info = ensure_export(p, export_dir, export, progress=progress)
+    entry["export_dir"] = str(export_dir.relative_to(out_dir))  # relative to the report directory
+    entry["file_sizes"] = {f: v.get("bytes") for f, v in info["files"].items()}
+    entry["int8_accuracy"] = {rt: _int8_accuracy(rt, export_dir, ds) for rt in int8_runtimes(export_dir)}
+    targets = [(entry["name"], rt, export_dir) for rt in ("paddle", "onnxruntime", *entry["int8_accuracy"])]
+    return entry, targets
+
+
+def _check(models, batch_sizes, threads) -> list[Path]:
     if not batch_sizes or min(batch_sizes) < 1:  # checked before any model is exported
         raise CompressError(f"`batch_sizes` must be positive integers, got {list(batch_sizes)}", param="batch_sizes")
     if not models:
@@ -87,22 +112,36 @@ def report(models: list, out_dir, data: str | None = None, threads: int = 1, bat
         raise CompressError("models must have distinct file names (their names label the report)")
     if threads < 1:
         raise CompressError("`threads` must be at least 1", param="threads")
+    return paths
+
+
+def report(models: list, out_dir, data: str | None = None, threads: int = 1, batch_sizes=(1, 32),
+           warmup: int = 10, min_runs: int = 100, max_seconds: float = 60.0, onednn: bool = True,
+           progress: Progress = NULL, export: ExportOptions | None = None) -> dict:
+    """Measure ``models`` and write report.json, report.md, report.html and pareto.png into ``out_dir``.
+
+    ``export``: how each model is exported and verified first (tolerances, INT8); its formats must
+    include ``paddle`` and ``onnx``, the runtimes timed. An export with an INT8 model adds rows for
+    its INT8 runtime (``ONNX Runtime (int8)``, ``Paddle Inference (int8)``), with that model's accuracy.
+    """
+    paths = _check(models, batch_sizes, threads)
+    if export is not None and not {"paddle", "onnx"} <= set(export.formats):
+        raise CompressError("the report times Paddle Inference and ONNX Runtime: `formats` must include paddle "
+                            "and onnx", param="formats")
     out_dir = Path(out_dir)
     entries, targets = [], []
     for p in paths:
-        progress.log(f"evaluating {p}")
-        entry = model_entry(p, data)
-        export_dir = out_dir / "exports" / entry["name"]
-        info = ensure_export(p, export_dir, export, progress=progress)
-        entry["export_dir"] = str(export_dir.relative_to(out_dir))  # relative to the report directory
-        entry["file_sizes"] = {f: v.get("bytes") for f, v in info["files"].items()}
+        entry, more = _prepare(p, out_dir, data, export, progress)
         entries.append(entry)
-        targets += [(entry["name"], "paddle", export_dir), (entry["name"], "onnxruntime", export_dir)]
+        targets += more
     records = measure_latency_isolated(targets, batch_sizes=batch_sizes, threads=threads, warmup=warmup,
                                        min_runs=min_runs, max_seconds=max_seconds, onednn=onednn, progress=progress)
     by_label = group_by_label(records)
     for e in entries:
         e["runtimes"] = by_label.get(e["name"], [])
+        for r in e["runtimes"]:
+            if r["runtime"] in e["int8_accuracy"]:
+                r["accuracy"] = e["int8_accuracy"][r["runtime"]]
     baseline = next((e["name"] for e in entries if e["parent"] is None), None)
     rep = build_report(entries, machine_info(threads), baseline_name=baseline,
                        settings={"min_runs_asked": min_runs, "max_seconds": max_seconds})
