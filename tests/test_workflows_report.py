@@ -97,3 +97,23 @@ def test_demo_command_end_to_end(tmp_path):
     res = invoke("demo", "--out", tmp_path / "demo")
     assert res.exit_code == 0, res.output
     assert "keep 0.5:" in res.stdout and "report.html" in res.stdout
+
+
+def test_report_int8_rows_and_tolerance_flags(trained_resnet, tmp_path):
+    """With --int8-force every export keeps an INT8 model per runtime: the report times it next to FP32 and
+    names the CPU's 8-bit dot-product support; the tolerance flags reach each export."""
+    base, pruned = trained_resnet, tmp_path / "resnet_tiny.keep0.5.pdparams"
+    assert invoke("prune", base, "--keep", 0.5, "--epochs", 0, "--out", pruned).exit_code == 0
+    out = tmp_path / "rep"
+    res = invoke("report", base, pruned, "--out", out, *FAST, "--int8-force", "--int8-schemes", "qdq,slim-abs-max",
+                 "--int8-seconds", "0.5", "--rtol", "0.001", "--json")
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert {r["runtime"] for r in rep["rows"]} == {"paddle", "onnxruntime", "paddle-int8", "onnxruntime-int8"}
+    for r in rep["rows"]:
+        assert r["accuracy"] is not None and r["latency_ms_p50"] > 0
+    assert "cpu_int8_dot" in rep["machine"] and "8-bit dot product" in (out / "report.md").read_text()
+    assert "ONNX Runtime (int8)" in (out / "report.md").read_text()
+    for name in ("resnet_tiny", "resnet_tiny.keep0.5"):
+        info = json.loads((out / "exports" / name / "export.json").read_text())
+        assert info["options"]["tolerance"]["rtol"] == 0.001 and info["options"]["int8"] == "force"

@@ -1,23 +1,29 @@
-"""Export for edge devices: Paddle Inference, ONNX and INT8 ONNX, each verified before success.
+"""Export for edge devices: Paddle Inference (PIR and legacy), ONNX, and INT8 that pays, each verified
+before success.
 
 ``export_model`` writes, into one directory that appears complete or not at all::
 
-    out_dir/paddle/model.json, model.pdiparams   Paddle Inference (PIR format, ``paddle.jit.save``)
-    out_dir/model.onnx                            ONNX, converted by paddle2onnx from the pair above
-    out_dir/model.int8.onnx                       optional: INT8 (QDQ) by onnxruntime's static quantization
-    out_dir/export.json                           versions, input spec, parity, accuracy, sizes, hashes, graph stats
+    out_dir/paddle/model.json, model.pdiparams           Paddle Inference (PIR format, ``paddle.jit.save``)
+    out_dir/paddle-legacy/model.pdmodel, model.pdiparams  the legacy format, for Paddle Lite's opt (``--format``)
+    out_dir/paddle-int8/model.pdmodel, model.pdiparams    INT8 by PaddleSlim (``int8``, Paddle formats)
+    out_dir/model.onnx                                    ONNX, converted by paddle2onnx from the PIR pair
+    out_dir/model.int8.onnx                               INT8 for ONNX Runtime (``int8``)
+    out_dir/export.json                                   versions, options, input spec, parity, INT8 candidates,
+                                                          sizes, hashes, graph stats
 
-Nothing is reported as exported until the same real images (from the test split of
-the model's own data) have gone through the dygraph model, Paddle Inference (oneDNN
-off and on) and ONNX Runtime, and every runtime's logits matched the dygraph model's
-(max abs diff <= ``atol`` and the same argmax on >= 99.9 % of the images). The INT8
-model is kept only if its test accuracy is within ``max_acc_drop`` of the FP32 ONNX
-model's. Everything is built in a hidden temporary directory next to ``out_dir`` and
-moved into place only when all checks pass.
+Nothing is reported as exported until the same real images (from the test split of the
+model's own data) have gone through the dygraph model and every runtime (Paddle Inference
+with oneDNN off and on, in PIR and in legacy mode, and ONNX Runtime), and every runtime's
+logits passed the parity rule of :mod:`.parity` (closeness relative to the logits'
+magnitude, argmax and top-5 agreement). INT8 models are built as candidates, accuracy-gated
+and timed on this CPU, and kept only when they pay (:mod:`.int8`). Everything is built in a
+hidden temporary directory next to ``out_dir`` and moved into place only when all checks pass.
 
-One module per format: :mod:`.paddle`, :mod:`.onnx` (with the notes on opsets),
-:mod:`.int8` (with the notes on quantization); :mod:`.job` holds what they share and
-:mod:`.graph_stats` the op counts. The formats live in a registry (``EXPORTERS``).
+One module per format: :mod:`.paddle`, :mod:`.legacy` (the legacy-mode subprocess,
+:mod:`.legacy_worker`, :mod:`.legacy_ir`), :mod:`.onnx` (with the notes on opsets),
+:mod:`.ort_int8` and :mod:`.paddle_int8` (with the notes on the schemes); :mod:`.job` holds what
+they share, :mod:`.parity` the verification rule and :mod:`.graph_stats` the op counts. The
+formats live in a registry (``EXPORTERS``, :mod:`.formats`, with :class:`ExportOptions`).
 """
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ from .job import ExportJob
 CALIB_IMAGES = 256      # training images used to calibrate INT8, at most
 MIN_CALIB_IMAGES = 64   # and at least (when there are that many)
 CALIB_MACS = 32e9       # as many as fit this many multiply-accumulates (256 at 0.125 GMACs)
+EVAL_IMAGES = 1000      # test images every candidate (and FP32) is scored on, at most (a seeded choice beyond)
 # Latency of the candidates against FP32: 1 thread, batch 1, in alternation, in a fresh process.
 # (max_seconds: ``ExportOptions.int8_seconds``)
 TIMING = {"batch_sizes": (1,), "threads": 1, "warmup": 10, "min_runs": 20, "max_runs": 300}
@@ -120,6 +121,15 @@ def calibration_images(job: ExportJob, macs: int | None = None) -> tuple[np.ndar
         raise CompressError(f"calibration data {source!r} has too few images ({len(pool)}) for INT8")
     rng = np.random.default_rng(0)
     return pool[np.sort(rng.choice(len(pool), size=n, replace=False))], source
+
+
+def eval_split(job: ExportJob) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) the INT8 candidates are scored on: the test split, or EVAL_IMAGES of it (seeded)."""
+    x, y = job.data.x_test, job.data.y_test
+    if len(y) <= EVAL_IMAGES:
+        return x, y
+    keep = np.sort(np.random.default_rng(0).choice(len(y), size=EVAL_IMAGES, replace=False))
+    return x[keep], y[keep]
 
 
 def score(c: Candidate, l32: np.ndarray, l8: np.ndarray, y: np.ndarray) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,13 +22,29 @@ INPUT_NAME = "x"
 PARITY_CHUNK = 64       # batch size for verification runs (with dynamic batch; the first chunk is a single image)
 
 
+def verify_threads() -> int:
+    """Threads for verification runs (not timing): every core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def first_line(e: BaseException) -> str:
-    """The first non-empty line of an exception's message (native errors can be pages long)."""
-    text = str(e).strip()
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:400]
-    return type(e).__name__
+    """The line of an exception's message that says what went wrong (native errors can be pages long).
+
+    Mostly the first non-empty line; for Paddle's static-graph errors, which open with "In user code:"
+    and a stack, the ``...Error: ...`` line at the end (and the op it names).
+    """
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    if lines[0].startswith("In user code"):
+        errors = [ln for ln in lines if re.match(r"^\w*(Error|Exception)\b", ln)]
+        ops = [ln for ln in lines if ln.startswith("[operator <")]
+        if errors:
+            return " ".join([errors[-1]] + ops[-1:])[:400]
+    return lines[0][:400]
 
 
 def error_lines(text: str, limit: int = 3) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CompressError
+from ..errors import EXIT_PARITY, EXIT_USAGE, CompressError
 from ..models import save_model
 from ..runtimes.layout import LEGACY_MODEL, WORK_DIR
 from ..trust import TRUST_ENV
@@ -57,8 +57,12 @@ def run_worker(job: ExportJob, task: str, request: dict, what: str) -> dict:
         raise CompressError(f"{what}: the legacy-mode subprocess took more than {TIMEOUT} s; nothing written") from None
     answer = json.loads(result_path.read_text()) if result_path.is_file() else None
     if answer is None or not answer.get("ok"):
-        why = (answer or {}).get("error") or error_lines(proc.stderr + proc.stdout) or f"exit code {proc.returncode}"
-        raise CompressError(f"{what} failed in the legacy-mode subprocess ({PIR_FLAG}=0): {why}; nothing written")
+        tail = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()][-1:]
+        why = ((answer or {}).get("error") or error_lines(proc.stderr + proc.stdout)
+               or f"exit code {proc.returncode}{': ' + tail[0][:300] if tail else ''}")
+        code = EXIT_PARITY if (answer or {}).get("verification") else EXIT_USAGE
+        raise CompressError(f"{what} failed in the legacy-mode subprocess ({PIR_FLAG}=0): {why}; nothing written",
+                            code)
     return answer
 
 

@@ -32,13 +32,18 @@ from ..models import load_model
 from ..native import capture_stdout
 from ..runtimes.paddle import io_handles, paddle_predictor, run_paddle_inference
 from . import legacy_ir
-from .job import INPUT_NAME, batched, first_line
+from .job import INPUT_NAME, batched, first_line, verify_threads
 
 MODEL_NAME, PARAMS_NAME = "model.pdmodel", "model.pdiparams"
 
 
+class RunFailed(RuntimeError):
+    """A runtime cannot run what was written (the parent reports it as a verification failure)."""
+
+
 def _logits(model_dir: Path, x: np.ndarray, batch, onednn: bool, int8: bool = False) -> np.ndarray:
-    pred = paddle_predictor(model_dir / MODEL_NAME, model_dir / PARAMS_NAME, onednn=onednn, threads=1, int8=int8)
+    pred = paddle_predictor(model_dir / MODEL_NAME, model_dir / PARAMS_NAME, onednn=onednn, threads=verify_threads(),
+                            int8=int8)
     handles = io_handles(pred)
     return batched(lambda xb: run_paddle_inference(pred, xb, handles), x, batch)
 
@@ -69,8 +74,14 @@ def save(req: dict) -> dict:
     if not (out / MODEL_NAME).is_file():
         raise RuntimeError(f"paddle.jit.save wrote {sorted(p.name for p in out.iterdir())}, not {MODEL_NAME}")
     x = np.load(req["parity"])["x"]
-    np.savez(req["outputs"], paddle_legacy=_logits(out, x, batch, onednn=False),
-             paddle_legacy_onednn=_logits(out, x, batch, onednn=True))
+    outputs = {}
+    for name, onednn in (("paddle_legacy", False), ("paddle_legacy_onednn", True)):
+        try:
+            outputs[name] = _logits(out, x, batch, onednn=onednn)
+        except Exception as e:  # noqa: BLE001 - paddle raises many types
+            raise RunFailed(f"Paddle Inference (legacy mode, oneDNN {'on' if onednn else 'off'}) cannot run "
+                            f"the legacy model: {type(e).__name__}: {first_line(e)}") from None
+    np.savez(req["outputs"], **outputs)
     return {"files": sorted(p.name for p in out.iterdir()), "patched_ops": patched, "save_seconds": round(seconds, 2),
             "pir": bool(paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"]), "input_shape": shape}
 
@@ -120,6 +131,8 @@ def main(argv: list[str]) -> int:
     try:
         with capture_stdout():
             answer = {"ok": True, **TASKS[req["task"]](req)}
+    except RunFailed as e:
+        answer = {"ok": False, "error": str(e), "verification": True}
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises a CompressError
         answer = {"ok": False, "error": f"{type(e).__name__}: {first_line(e)}",
                   "traceback": traceback.format_exc()[-2000:]}

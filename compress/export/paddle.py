@@ -9,7 +9,7 @@ import paddle
 from ..errors import EXIT_PARITY, CompressError
 from ..runtimes import paddle as paddle_runtime
 from ..runtimes.layout import PADDLE_MODEL
-from .job import INPUT_NAME, ExportJob, batched, first_line
+from .job import INPUT_NAME, ExportJob, batched, first_line, verify_threads
 
 
 def _jit_save(job: ExportJob, keep: bool) -> tuple[Path, Path]:
@@ -37,7 +37,7 @@ def _jit_save(job: ExportJob, keep: bool) -> tuple[Path, Path]:
 def _verify(job: ExportJob, model_file: Path, params_file: Path, onednn: bool) -> None:
     name = "paddle_inference_onednn" if onednn else "paddle_inference"
     try:
-        pred = paddle_runtime.paddle_predictor(model_file, params_file, onednn=onednn, threads=1)
+        pred = paddle_runtime.paddle_predictor(model_file, params_file, onednn=onednn, threads=verify_threads())
         job.record["output"]["names"]["paddle"] = pred.get_output_names()[0]
         handles = paddle_runtime.io_handles(pred)
         out = batched(lambda xb: paddle_runtime.run_paddle_inference(pred, xb, handles), job.x_parity,

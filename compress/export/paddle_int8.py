@@ -32,8 +32,9 @@ from ..measurement import measure_latency_isolated
 from ..runtimes import paddle as paddle_runtime
 from ..runtimes.layout import LEGACY_MODEL, PADDLE_INT8_MODEL, WORK_DIR
 from ..runtimes.paddle import MKLDNN_INT8_OPS
-from .int8 import TIMING, Candidate, calibration_images, decide, int8_record, record_runtime, score, time_against
-from .job import ExportJob, batched
+from .int8 import (TIMING, Candidate, calibration_images, decide, eval_split, int8_record, record_runtime, score,
+                   time_against)
+from .job import ExportJob, batched, verify_threads
 from .legacy import run_worker
 from .parity import compare
 
@@ -77,7 +78,7 @@ def _inputs(job: ExportJob, work: Path) -> tuple[dict, dict]:
     """The worker's arrays (calibration, test and parity images) as .npz files; (paths, calibration record)."""
     x_cal, source = calibration_images(job, job.bundle.sidecar.flops)
     paths = {k: work / f"{k}.npz" for k in ("calib", "test", "parity")}
-    for k, x in (("calib", x_cal), ("test", job.data.x_test), ("parity", job.x_parity)):
+    for k, x in (("calib", x_cal), ("test", eval_split(job)[0]), ("parity", job.x_parity)):
         np.savez(paths[k], x=x)
     return paths, {"source": source, "split": "train", "images": int(len(x_cal))}
 
@@ -97,16 +98,17 @@ def _build(job: ExportJob, scheme: PaddleScheme, fp32: Path, work: Path, paths: 
         return c
     c.quantize_seconds = answer["quantize_seconds"]
     out = np.load(outputs)
-    score(c, l32, out["test"], job.data.y_test)
+    score(c, l32, out["test"], eval_split(job)[1])
     c.settings["parity_vs_source"] = compare(job.ref, out["parity"], job.options.tolerance)
     return c
 
 
 def _fp32_logits(job: ExportJob, fp32: Path) -> np.ndarray:
     """The legacy FP32 model's test logits in Paddle Inference with oneDNN: the accuracy INT8 is held to."""
-    pred = paddle_runtime.paddle_predictor(fp32 / "model.pdmodel", fp32 / "model.pdiparams", onednn=True)
+    pred = paddle_runtime.paddle_predictor(fp32 / "model.pdmodel", fp32 / "model.pdiparams", onednn=True,
+                                           threads=verify_threads())
     handles = paddle_runtime.io_handles(pred)
-    return batched(lambda xb: paddle_runtime.run_paddle_inference(pred, xb, handles), job.data.x_test,
+    return batched(lambda xb: paddle_runtime.run_paddle_inference(pred, xb, handles), eval_split(job)[0],
                    job.options.batch)
 
 
@@ -122,9 +124,13 @@ def _time(job: ExportJob, fp32: Path, cands: list[Candidate]) -> dict:
     return {k: rec[k] for k in ("latency_ms_p50", "latency_ms_p90", "runs")} if rec else {}
 
 
+def paddleslim_installed() -> bool:
+    return importlib.util.find_spec("paddleslim") is not None
+
+
 def _skip(job: ExportJob, schemes: list) -> bool:
     """Record why Paddle INT8 cannot be built here (PaddleSlim missing, no scheme asked for); True if so."""
-    if importlib.util.find_spec("paddleslim") is not None and schemes:
+    if paddleslim_installed() and schemes:
         return False
     why = f"paddleslim is not installed ({INSTALL_HINT})" if schemes else "no PaddleSlim scheme among `int8_schemes`"
     if job.options.int8 == "force" and schemes:
@@ -154,7 +160,8 @@ def export_paddle_int8(job: ExportJob, keep: bool) -> None:
     for s in schemes:
         job.progress.log(f"Paddle INT8 candidate {s.name}: {s.description} (legacy mode)")
         cands.append(_build(job, s, fp32, work, paths, l32))
-    fp32_fig = {"accuracy": float((l32.argmax(1) == job.data.y_test).mean()), **_time(job, fp32, cands)}
+    fp32_fig = {"accuracy": float((l32.argmax(1) == eval_split(job)[1]).mean()), "test_images": int(len(l32)),
+                **_time(job, fp32, cands)}
     decision = decide(cands, job.options.int8, job.options.max_acc_drop, "Paddle Inference")
     record_runtime(job, "paddle", fp32_fig, cands, decision, calibration)
     if decision.error is not None:
