@@ -152,8 +152,8 @@ def _by_pattern(model, input_shape, pattern: str, seed: int) -> Discovery:
     trace = _probe(model, input_shape, seed)
     paths, rejected = _selected(trace, rx)
     if not paths and not rejected:
-        raise CompressError(f"`blocks_from` {pattern!r} matches no sublayer of the model (see `compress blocks` "
-                            "with `verbose` for the paths)", param=("blocks_from", "verbose"))
+        raise CompressError(f"`blocks_from` {pattern!r} matches no sublayer of the model (the blocks command with "
+                            "`verbose` twice lists every path)", param=("blocks_from", "verbose"))
     good, failed = surgery_check(model, tuple(input_shape), paths, trace.output_shape)
     blocks = []
     for i, p in enumerate(good):
@@ -189,7 +189,7 @@ def no_blocks_message(pattern: str | None = None) -> str:
     if pattern is not None:
         return (f"`blocks_from` {pattern!r} selects no removable block (a match must be called once, take one "
                 "tensor and keep its shape)")
-    return (NO_BLOCKS + "; `compress blocks` with `verbose` shows why each candidate was rejected, and "
+    return (NO_BLOCKS + "; the blocks command with `verbose` shows why each candidate was rejected, and "
             "`blocks_from` PATTERN picks blocks by path")
 
 

@@ -236,11 +236,12 @@ def _no_path_reason(c: Call) -> PathInfo:
         return PathInfo.no("no-skip", "output does not contain the input through additions")
     terms = [(_outer_producer(op, c.path) or op.label or "a tensor") if isinstance(op, Node) else repr(op)
              for op, _ in n.terms]
-    msg = "output is a sum (" + " + ".join(terms) + ") but no summand carries the input unchanged"
     proj = [t for t in terms if re.search(r"down|short|proj|skip", t)]
     if proj:
-        return PathInfo.no("projection", msg + f": projection on the skip path ({', '.join(proj)})")
-    return PathInfo.no("no-skip", msg)
+        return PathInfo.no("projection", f"projection on the skip path ({', '.join(proj)}): output = "
+                                         + " + ".join(terms))
+    return PathInfo.no("no-skip", "output is a sum (" + " + ".join(terms) + ") but no summand carries the input "
+                                  "unchanged")
 
 
 def _replay_mismatch(walk: _PathWalk, yr) -> PathInfo:

@@ -55,8 +55,9 @@ def _print_export(info: dict, model: Path, out: Path) -> None:
     opset_txt = f", opset {info['opset']}" if info.get("opset") else ""
     stdout.print(f"exported {model} -> {out} (batch {info['batch']}{opset_txt}, "
                  f"{info['seconds']['total']:.1f} s)")
+    width = max((len(rel) for rel in info["files"]), default=0)
     for rel, f in info["files"].items():
-        stdout.print(f"  {rel:<26} {_size(f['bytes']):>10}  sha256 {f['sha256'][:12]}")
+        stdout.print(f"  {rel:<{width}} {_size(f['bytes']):>10}  sha256 {f['sha256'][:12]}")
     for name, fig in info["parity"]["runtimes"].items():
         stdout.print(f"  parity {name:<24} max abs diff {fig['max_abs_diff']:.1e} "
                      f"({fig['worst_tolerance_use'] * 100:.1f}% of the tolerance), argmax "
