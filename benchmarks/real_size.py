@@ -34,26 +34,14 @@ from pathlib import Path
 import paddle
 import paddle.nn as nn
 
+from compress.architectures import DropPath  # timm-style: a layer class named DropPath (the block owns it)
+
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("paddle", "paddle-legacy", "onnx")
 TARGET_EXPORT_SECONDS = 60.0
 
 
 # --------------------------------------------------------------------------- a DeiT-tiny-sized ViT
-class DropPath(nn.Layer):
-    """timm's stochastic depth (identity at eval)."""
-
-    def __init__(self, p=0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        return x / keep * paddle.floor(keep + paddle.rand([x.shape[0]] + [1] * (x.ndim - 1)))
-
-
 class Attention(nn.Layer):
     def __init__(self, dim, heads):
         super().__init__()
@@ -168,9 +156,11 @@ def int8_speedups(info: dict) -> dict:
 
 
 def bench_model(name: str, spec: str, a, work: Path) -> dict:
+    from compress.models import resolve_arch
     from compress.sidecar import read_sidecar
     from compress.workflows.report import report
 
+    resolve_arch(spec)  # named here, so trusted (and remembered, with this file's current hash) for the sidecars
     t0 = time.perf_counter()
     orig, child = make_models(name, spec, work)
     print(f"[{name}] models ready in {time.perf_counter() - t0:.0f} s", flush=True)

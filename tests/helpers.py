@@ -18,3 +18,13 @@ def one_line_error(res, code=2):
     errors = [l for l in lines if l.startswith("error:")]
     assert len(errors) == 1 and lines[-1] == errors[0], res.stderr
     return errors[0]
+
+
+def paths(blocks):
+    """Block paths (of Block objects or plain strings)."""
+    return [b if isinstance(b, str) else b.path for b in blocks]
+
+
+def reasons(rejected):
+    """{path: reason} of block-discovery rejections."""
+    return {r.path: r.reason for r in rejected}

@@ -14,17 +14,11 @@ from compress.blocks import compile_pattern, discover_blocks, find_blocks, group
 from compress.errors import CompressError
 from compress.models import ArchSpec, build_model
 from compress.workflows.inspect import describe_blocks
-from helpers import invoke, one_line_error
+from helpers import invoke, one_line_error, paths, reasons
 from tiny_models import TinyCNN, TinyTransformer
 from zoo_models import VGG, ConvNeXt, DeiT, TinyLCNet
 
 
-def paths(blocks):
-    return [b.path for b in blocks]
-
-
-def reasons(rejected):
-    return {r.path: r.reason for r in rejected}
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ from compress.blocks import discover_blocks
 from compress.errors import CompressError
 from compress.residual import check_removal, outermost_blocks
 from compress.tracing import probe_trace
+from helpers import paths, reasons
 from zoo_models import Attention, Mlp
 
 
@@ -20,12 +21,6 @@ def discover(model, shape):
     return found.blocks, found.rejected
 
 
-def paths(blocks):
-    return [b if isinstance(b, str) else b.path for b in blocks]
-
-
-def reasons(rejected):
-    return {r.path: r.reason for r in rejected}
 
 
 @pytest.fixture(autouse=True)

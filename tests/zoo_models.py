@@ -7,18 +7,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-
-class DropPath(nn.Layer):
-    def __init__(self, p=0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1 - self.p
-        mask = paddle.floor(keep + paddle.rand([x.shape[0]] + [1] * (x.ndim - 1)))
-        return x / keep * mask
+from compress.architectures import DropPath  # timm-style: a layer class named DropPath (the block owns it)
 
 
 class Attention(nn.Layer):

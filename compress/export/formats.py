@@ -59,17 +59,27 @@ PARITY_MACS = 64e9          # "auto": as many images as fit this many multiply-a
 INT8_MODES = ("off", "auto", "force")
 
 
-def parse_batch(value) -> str | int:
-    """``"dynamic"`` / ``None`` -> ``"dynamic"``; a positive integer (or its text) -> int."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "dynamic"):
-        return "dynamic"
+def _word_or_count(value, word: str, param: str) -> str | int:
+    """``word`` (or None) -> ``word``; a positive integer (or its text) -> int; anything else is refused."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == word):
+        return word
     try:
         n = int(value)
     except (TypeError, ValueError):
         n = 0
     if n < 1 or str(n) != str(value).strip():
-        raise CompressError(f"`batch` must be 'dynamic' or a positive integer, got {value!r}", param="batch")
+        raise CompressError(f"`{param}` must be '{word}' or a positive integer, got {value!r}", param=param)
     return n
+
+
+def parse_batch(value) -> str | int:
+    """``"dynamic"`` / ``None`` -> ``"dynamic"``; a positive integer (or its text) -> int."""
+    return _word_or_count(value, "dynamic", "batch")
+
+
+def parse_parity_images(value) -> str | int:
+    """``"auto"`` / ``None`` -> ``"auto"``; a positive integer (or its text) -> int."""
+    return _word_or_count(value, "auto", "parity_images")
 
 
 def parse_formats(formats, int8: str = "off") -> tuple[list[str], str]:
@@ -99,19 +109,6 @@ def parse_int8(value) -> str:
     if text not in INT8_MODES:
         raise CompressError(f"`int8` must be one of {', '.join(INT8_MODES)}, got {value!r}", param="int8")
     return text
-
-
-def parse_parity_images(value) -> str | int:
-    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
-        return "auto"
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        n = 0
-    if n < 1:
-        raise CompressError(f"`parity_images` must be 'auto' or a positive integer, got {value!r}",
-                            param="parity_images")
-    return n
 
 
 def _fraction(name: str, value, unit: str) -> float:
