@@ -29,13 +29,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from paddle import __version__ as _paddle_version  # (the name paddle is this package's submodule)
@@ -48,11 +45,11 @@ from ..models import ModelBundle, load_model
 from ..native import capture_stdout
 from ..progress import NULL, Progress
 from ..runtimes import onnx_session, paddle_predictor, run_dygraph, run_onnx, run_paddle_inference  # noqa: F401
-from ..runtimes.layout import EXPORT_JSON, INT8_FILE, ONNX_FILE, PADDLE_MODEL, PADDLE_PARAMS, WORK_DIR
+from ..runtimes.layout import EXPORT_JSON, WORK_DIR
 from ..sidecar import sidecar_path
 from .graph_stats import graph_stats
-from .job import EXPORT_FORMAT, INPUT_NAME, ExportJob, batched, check_out_dir, file_table
 from .formats import DEFAULT_FORMATS, EXPORTERS, FORMATS, ExportOptions, Exporter, parse_batch
+from .job import EXPORT_FORMAT, INPUT_NAME, ExportJob, batched, check_out_dir, file_table
 from .onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .parity import Tolerance
 
