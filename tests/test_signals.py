@@ -1,0 +1,132 @@
+"""SIGINT and SIGTERM end every command cleanly: exit 130/143, one `error:` line, no temporary files or
+directories left behind, no child process left running. Run on the real console script, in its own process."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from tiny_files import hidden, marked_processes, write_tiny
+
+COMPRESS = str(Path(sys.executable).with_name("compress"))
+TESTS = str(Path(__file__).resolve().parent)
+NATIVE_TRACE = ("C++ Traceback", "*** SIGTERM", "Error Message Summary", "received by PID", "Traceback")
+
+
+class Command:
+    """``compress ARGS`` in ``cwd``, its stderr collected line by line, every process it starts marked."""
+
+    def __init__(self, args, cwd):
+        self.mark = uuid.uuid4().hex
+        env = {**os.environ, "PYTHONPATH": TESTS, "COMPRESS_TEST_MARK": self.mark}
+        env.pop("COMPRESS_DEBUG", None)
+        self.proc = subprocess.Popen([COMPRESS, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, predicate, timeout=120.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return
+            if self.proc.poll() is not None:
+                pytest.fail(f"the command ended (exit {self.proc.returncode}) before the moment to signal it:\n"
+                            + "\n".join(self.lines))
+            time.sleep(0.05)
+        pytest.fail("timed out waiting:\n" + "\n".join(self.lines))
+
+    def logged(self, text):
+        return any(text in line for line in self.lines)
+
+    def signal_and_wait(self, sig, timeout=60.0):
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail("the command did not end after " + signal.Signals(sig).name)
+        self._reader.join(5)
+        return self.proc.returncode
+
+    def no_orphans(self, timeout=5.0):
+        end = time.monotonic() + timeout
+        while (left := marked_processes(self.mark)) and time.monotonic() < end:
+            time.sleep(0.1)
+        for pid in left:  # do not leave them behind for the next test either
+            os.kill(pid, signal.SIGKILL)
+        return left == []
+
+    def error_line(self):
+        text = "\n".join(self.lines)
+        assert not any(t in text for t in NATIVE_TRACE), text
+        lines = [ln for ln in self.lines if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith("error:")]
+        assert len(errors) == 1 and lines[-1] == errors[0], text
+        return errors[0]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return write_tiny(tmp_path_factory.mktemp("sig") / "m.pdparams", width=4)
+
+
+def _workdir(tmp_path, model):
+    for f in (model, model.with_name("m.compress.json")):
+        os.link(f, tmp_path / f.name)
+    return tmp_path / model.name
+
+
+def test_sigterm_during_export_leaves_no_temp_directory_and_no_process(model, tmp_path):
+    m = _workdir(tmp_path, model)
+    cmd = Command(["export", m, "--out", tmp_path / "exp"], tmp_path)
+    cmd.wait_for(lambda: any(p.name.startswith(".exp.") for p in tmp_path.iterdir()))
+    assert cmd.signal_and_wait(signal.SIGTERM) == 143
+    assert "interrupted" in cmd.error_line()
+    assert not (tmp_path / "exp").exists() and hidden(tmp_path) == []
+    assert cmd.no_orphans()
+
+
+def test_sigint_during_int8_export(model, tmp_path):
+    m = _workdir(tmp_path, model)
+    cmd = Command(["export", m, "--out", tmp_path / "exp", "--int8"], tmp_path)
+    cmd.wait_for(lambda: cmd.logged("building int8"))
+    time.sleep(0.3)
+    assert cmd.signal_and_wait(signal.SIGINT) == 130
+    assert "interrupted" in cmd.error_line()
+    assert not (tmp_path / "exp").exists() and hidden(tmp_path) == []
+    assert cmd.no_orphans()
+
+
+def test_sigterm_during_healing_prints_one_line_and_writes_nothing(model, tmp_path):
+    m = _workdir(tmp_path, model)
+    cmd = Command(["prune", m, "--blocks", "0", "--epochs", 200, "--patience", 200, "--out", tmp_path / "k.pdparams"],
+                  tmp_path)
+    cmd.wait_for(lambda: cmd.logged("test accuracy: original"))
+    time.sleep(1.0)  # healing epochs are running
+    assert cmd.signal_and_wait(signal.SIGTERM) == 143
+    assert "interrupted" in cmd.error_line()
+    assert not (tmp_path / "k.pdparams").exists() and hidden(tmp_path) == []
+    assert cmd.no_orphans()
+
+
+def test_sigterm_to_report_during_timing_leaves_no_orphan(model, tmp_path):
+    m = _workdir(tmp_path, model)
+    cmd = Command(["report", m, "--out", tmp_path / "rep", "--batch", 1, "--runs", 10**6, "--seconds", 600],
+                  tmp_path)
+    cmd.wait_for(lambda: cmd.logged("in a separate process") and len(marked_processes(cmd.mark)) >= 2)
+    time.sleep(3.0)  # the worker is importing and timing
+    assert cmd.signal_and_wait(signal.SIGTERM) == 143
+    assert "interrupted" in cmd.error_line()
+    assert cmd.no_orphans(), "the timing worker (or the resource tracker) outlived report"
+    assert not (tmp_path / "rep" / "report.json").exists()
+    assert hidden(tmp_path) == [] and hidden(tmp_path / "rep") == [] and hidden(tmp_path / "rep" / "exports") == []
