@@ -102,18 +102,21 @@ def test_a_failure_at_any_step_leaves_the_old_pair(old, monkeypatch, k):
     except CompressError as e:
         assert e.exit_code == 2 and "No space left" in str(e)
         monkeypatch.undo()
-        assert snapshot(old, sidecar_path(old)) == before
-    else:
-        assert calls[0] < k  # the write needed fewer steps
+        assert snapshot(old, sidecar_path(old)) == before and hidden(old.parent) == []
+    else:  # the fault came after the new pair was in place (cleaning up), or never (fewer steps than k)
         monkeypatch.undo()
-    assert _pair(old)[1] and hidden(old.parent) == []
+        assert _pair(old)[0].sidecar.arch["kwargs"]["width"] == 6
+        if calls[0] < k:
+            assert hidden(old.parent) == []
+    assert _pair(old)[1]
 
 
-@pytest.mark.parametrize("after_bytes", [0, 1000, 20000])
-def test_full_disk_while_writing_leaves_the_old_pair(old, monkeypatch, after_bytes):
+@pytest.mark.parametrize("where", ["weights", "mid-weights", "sidecar"])
+def test_full_disk_while_writing_leaves_the_old_pair(old, monkeypatch, where):
     before = snapshot(old, sidecar_path(old))
     model = _new_model(6)
-    full_disk(monkeypatch, old.parent, after_bytes)
+    size = len(storage.encode_weights(model.state_dict(), old))
+    full_disk(monkeypatch, old.parent, {"weights": 0, "mid-weights": size // 2, "sidecar": size + 100}[where])
     with pytest.raises(CompressError, match="No space left") as e:
         save_model(model, old, tiny_sidecar(6))
     assert e.value.exit_code == 2
