@@ -8,7 +8,7 @@ from tiny_files import hidden, snapshot, write_tiny
 
 from compress.errors import CompressError
 from compress.models import load_model
-from compress.paths import Output, check_outputs, model_inputs, same_file
+from compress.paths import Output, check_outputs, model_inputs, model_outputs, same_file
 
 
 @pytest.fixture()
@@ -40,7 +40,7 @@ def test_same_file_through_dotdot_and_symlinks(tmp_path):
 def test_check_outputs_names_the_parameter_and_the_input(tmp_path):
     m = tmp_path / "m.pdparams"
     with pytest.raises(CompressError, match="would overwrite the input model's sidecar") as e:
-        check_outputs([Output(tmp_path / "m.safetensors", "out")], model_inputs(m))
+        check_outputs(model_outputs(tmp_path / "m.safetensors"), model_inputs(m))
     assert e.value.param == "out"
     with pytest.raises(CompressError, match="inside"):
         check_outputs([Output(tmp_path, "out_dir", tree=True)], model_inputs(m))

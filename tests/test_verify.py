@@ -77,7 +77,6 @@ def test_report_never_times_a_tampered_export(models, tmp_path, monkeypatch):
     rep = tmp_path / "rep"
     assert invoke("report", a, "--out", rep, *FAST).exit_code == 0
     cached = rep / "exports" / "a"
-    good = _hashes(cached)
     for f in TIMED:
         shutil.copy2(b_exp / f, cached / f)
     assert _hashes(cached) == _hashes(b_exp)
@@ -88,10 +87,10 @@ def test_report_never_times_a_tampered_export(models, tmp_path, monkeypatch):
         return measure_latency(targets, **kw)
     monkeypatch.setattr(report_workflow, "measure_latency_isolated", measure)
     res = invoke("report", a, "--out", rep, *FAST)
-    if res.exit_code == 0:
-        assert timed and all(h == good for h in timed)
-        assert _hashes(cached) == good
+    if res.exit_code == 0:  # exported again: what was timed is a's new export, verified
         assert "again" in res.stderr and "model.onnx" in res.stderr
+        assert timed and all(h == _hashes(cached) for h in timed) and _hashes(cached) != _hashes(b_exp)
+        assert verify_export(cached, a) == []
     else:
         assert "sha256" in one_line_error(res) and not timed
 

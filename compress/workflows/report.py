@@ -12,39 +12,40 @@ from pathlib import Path
 from ..data import load_data
 from ..errors import CompressError
 from ..export import export_model
-from ..fileio import sha256
 from ..flops import count_flops
 from ..layers import count_params
 from ..measurement import group_by_label, machine_info, measure_latency_isolated
 from ..models import load_model
+from ..paths import Output, check_outputs, data_inputs, model_inputs
 from ..progress import NULL, Progress
 from ..reporting import build_report, write_report
 from ..runtimes.layout import EXPORT_JSON
 from ..training import accuracy
+from ..verify import check_export, verify_export
+
+REPORT_FILES = ("report.json", "report.md", "report.html", "pareto.png")  # what reporting.write_report writes
 
 
 def model_name(path) -> str:
     return Path(path).stem
 
 
-def _export_dir_ok(export_dir: Path, model_path: Path) -> bool:
-    """An earlier export of exactly this weights file can be reused."""
-    meta = export_dir / EXPORT_JSON
-    if not meta.is_file():
-        return False
-    try:
-        info = json.loads(meta.read_text())
-    except json.JSONDecodeError:
-        return False
-    return (info.get("source") or {}).get("sha256") == sha256(model_path)
-
-
 def ensure_export(model_path, export_dir, progress: Progress = NULL) -> dict:
-    """Export ``model_path`` to ``export_dir`` unless an export of the same weights is already there."""
+    """Export ``model_path`` to ``export_dir`` unless a verified export of the same weights is already there
+    (every file as export.json lists it: :func:`compress.verify.verify_export`)."""
     model_path, export_dir = Path(model_path), Path(export_dir)
-    if _export_dir_ok(export_dir, model_path):
-        return json.loads((export_dir / EXPORT_JSON).read_text())
+    if (export_dir / EXPORT_JSON).is_file():
+        problems = verify_export(export_dir, model_path)
+        if not problems:
+            return json.loads((export_dir / EXPORT_JSON).read_text())
+        progress.log(f"{export_dir}: {'; '.join(problems[:3])}; exporting again")
     return export_model(model_path, export_dir, force=True, progress=progress)
+
+
+def report_outputs(out_dir: Path, names: list[str]) -> list[Output]:
+    """Every path a report into ``out_dir`` writes: its files and one export directory per model."""
+    return ([Output(out_dir / f, "out_dir") for f in REPORT_FILES]
+            + [Output(out_dir / "exports" / n, "out_dir", tree=True) for n in names])
 
 
 def model_entry(path, data: str | None = None) -> dict:
@@ -80,6 +81,7 @@ def report(models: list, out_dir, data: str | None = None, threads: int = 1, bat
     if threads < 1:
         raise CompressError("`threads` must be at least 1", param="threads")
     out_dir = Path(out_dir)
+    check_outputs(report_outputs(out_dir, names), [i for p in paths for i in model_inputs(p)] + data_inputs(data))
     entries, targets = [], []
     for p in paths:
         progress.log(f"evaluating {p}")
@@ -90,6 +92,8 @@ def report(models: list, out_dir, data: str | None = None, threads: int = 1, bat
         entry["file_sizes"] = {f: v.get("bytes") for f, v in info["files"].items()}
         entries.append(entry)
         targets += [(entry["name"], "paddle", export_dir), (entry["name"], "onnxruntime", export_dir)]
+    for p, e in zip(paths, entries):  # unchanged since it was verified (or exported): what is timed is the model
+        check_export(out_dir / e["export_dir"], p)
     records = measure_latency_isolated(targets, batch_sizes=batch_sizes, threads=threads, warmup=warmup,
                                        min_runs=min_runs, max_seconds=max_seconds, onednn=onednn, progress=progress)
     by_label = group_by_label(records)
