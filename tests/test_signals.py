@@ -1,6 +1,7 @@
 """SIGINT and SIGTERM end every command cleanly: exit 130/143, one `error:` line, no temporary files or
 directories left behind, no child process left running. Run on the real console script, in its own process."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,13 @@ TESTS = str(Path(__file__).resolve().parent)
 NATIVE_TRACE = ("C++ Traceback", "*** SIGTERM", "Error Message Summary", "received by PID", "Traceback")
 
 
+def _as_in_a_terminal():
+    """A command started from a terminal has SIGINT and SIGTERM at their defaults (this test process may have
+    been started with SIGINT ignored, as a shell's background job is, and a child would keep ignoring it)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 class Command:
     """``compress ARGS`` in ``cwd``, its stderr collected line by line, every process it starts marked."""
 
@@ -25,7 +33,7 @@ class Command:
         env = {**os.environ, "PYTHONPATH": TESTS, "COMPRESS_TEST_MARK": self.mark}
         env.pop("COMPRESS_DEBUG", None)
         self.proc = subprocess.Popen([COMPRESS, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=_as_in_a_terminal)
         self.lines = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -96,11 +104,15 @@ def test_sigterm_during_export_leaves_no_temp_directory_and_no_process(model, tm
     assert cmd.no_orphans()
 
 
-def test_sigint_during_int8_export(model, tmp_path):
-    m = _workdir(tmp_path, model)
-    cmd = Command(["export", m, "--out", tmp_path / "exp", "--int8"], tmp_path)
+def test_sigint_during_int8_export(tmp_path):
+    from compress.workflows.sweep import sample_model
+
+    src = sample_model("vit_tiny")  # its INT8 step (calibration, quantization, accuracy) takes about 2 s
+    for f in (src, src.with_name("vit_tiny.compress.json")):
+        shutil.copy2(f, tmp_path / f.name)
+    cmd = Command(["export", tmp_path / src.name, "--out", tmp_path / "exp", "--int8"], tmp_path)
     cmd.wait_for(lambda: cmd.logged("building int8"))
-    time.sleep(0.3)
+    time.sleep(0.2)
     assert cmd.signal_and_wait(signal.SIGINT) == 130
     assert "interrupted" in cmd.error_line()
     assert not (tmp_path / "exp").exists() and hidden(tmp_path) == []
