@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import invoke, one_line_error
-from tiny_files import full_disk, hidden, snapshot, tiny_sidecar, write_tiny
+from tiny_files import full_disk, hidden, snapshot, write_tiny
 
 from compress.errors import CompressError
 from compress.sidecar import read_sidecar

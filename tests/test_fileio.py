@@ -1,9 +1,9 @@
 """Replacing a directory (``export --force``): the old or the new one is complete at the path at every moment."""
 import os
 import shutil
-import signal
 
 import pytest
+from tiny_files import hook_steps, killed_at_step
 
 import compress.fileio as fileio
 from compress.fileio import atomic_dir
@@ -28,32 +28,6 @@ def _content(path):
     return tag if ok else None
 
 
-def _hook(monkeypatch, k, fault):
-    calls = [0]
-    for mod, name in STEPS:
-        real = getattr(mod, name)
-
-        def hooked(*a, _real=real, **kw):
-            calls[0] += 1
-            if calls[0] == k:
-                fault()
-            return _real(*a, **kw)
-        monkeypatch.setattr(mod, name, hooked)
-    return calls
-
-
-def _replace_in_child_killed_at(path, k, monkeypatch) -> bool:
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            _hook(monkeypatch, k, lambda: os.kill(os.getpid(), signal.SIGKILL))
-            _make(path, "new")
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    return not os.WIFSIGNALED(status)
-
-
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "fallback"])
 def test_a_kill_at_any_step_of_a_replacement_leaves_a_complete_directory(tmp_path, monkeypatch, exchange):
     if not exchange:
@@ -62,7 +36,7 @@ def test_a_kill_at_any_step_of_a_replacement_leaves_a_complete_directory(tmp_pat
     k = 1
     while True:
         _make(path, "old")
-        finished = _replace_in_child_killed_at(path, k, monkeypatch)
+        finished = killed_at_step(monkeypatch, STEPS, k, lambda: _make(path, "new"))
         tag = _content(path)
         if exchange or finished:
             assert tag in ("old", "new"), f"killed at step {k}: no complete directory at the path"
@@ -86,7 +60,7 @@ def test_a_failure_at_any_step_keeps_the_old_directory(tmp_path, monkeypatch, ex
         def fail():
             raise OSError(28, "No space left on device")
         with monkeypatch.context() as m:
-            calls = _hook(m, k, fail)
+            calls = hook_steps(m, STEPS, k, fail)
             try:
                 _make(path, "new")
             except Exception:  # noqa: BLE001

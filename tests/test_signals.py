@@ -18,6 +18,21 @@ TESTS = str(Path(__file__).resolve().parent)
 NATIVE_TRACE = ("C++ Traceback", "*** SIGTERM", "Error Message Summary", "received by PID", "Traceback")
 
 
+STARTED: list = []
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_running():
+    """Whatever a test asserts, the processes it started do not outlive it."""
+    yield
+    while STARTED:
+        cmd = STARTED.pop()
+        if cmd.proc.poll() is None:
+            cmd.proc.kill()
+        for pid in marked_processes(cmd.mark):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _as_in_a_terminal():
     """A command started from a terminal has SIGINT and SIGTERM at their defaults (this test process may have
     been started with SIGINT ignored, as a shell's background job is, and a child would keep ignoring it)."""
@@ -37,6 +52,7 @@ class Command:
         self.lines = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        STARTED.append(self)
 
     def _read(self):
         for line in self.proc.stderr:
@@ -70,9 +86,14 @@ class Command:
         end = time.monotonic() + timeout
         while (left := marked_processes(self.mark)) and time.monotonic() < end:
             time.sleep(0.1)
-        for pid in left:  # do not leave them behind for the next test either
-            os.kill(pid, signal.SIGKILL)
         return left == []
+
+    def stop(self, sig):
+        """Send ``sig``: the command must end with 128 + its number, one ``error: interrupted`` line (no
+        traceback, Python's or Paddle's C++ one) and no process of its own left running."""
+        assert self.signal_and_wait(sig) == 128 + sig
+        assert "interrupted" in self.error_line()
+        assert self.no_orphans(), "a child process (the timing worker, the resource tracker) outlived the command"
 
     def error_line(self):
         text = "\n".join(self.lines)
@@ -98,10 +119,8 @@ def test_sigterm_during_export_leaves_no_temp_directory_and_no_process(model, tm
     m = _workdir(tmp_path, model)
     cmd = Command(["export", m, "--out", tmp_path / "exp"], tmp_path)
     cmd.wait_for(lambda: any(p.name.startswith(".exp.") for p in tmp_path.iterdir()))
-    assert cmd.signal_and_wait(signal.SIGTERM) == 143
-    assert "interrupted" in cmd.error_line()
+    cmd.stop(signal.SIGTERM)
     assert not (tmp_path / "exp").exists() and hidden(tmp_path) == []
-    assert cmd.no_orphans()
 
 
 def test_sigint_during_int8_export(tmp_path):
@@ -113,10 +132,8 @@ def test_sigint_during_int8_export(tmp_path):
     cmd = Command(["export", tmp_path / src.name, "--out", tmp_path / "exp", "--int8"], tmp_path)
     cmd.wait_for(lambda: cmd.logged("building int8"))
     time.sleep(0.2)
-    assert cmd.signal_and_wait(signal.SIGINT) == 130
-    assert "interrupted" in cmd.error_line()
+    cmd.stop(signal.SIGINT)
     assert not (tmp_path / "exp").exists() and hidden(tmp_path) == []
-    assert cmd.no_orphans()
 
 
 def test_sigterm_during_healing_prints_one_line_and_writes_nothing(model, tmp_path):
@@ -125,10 +142,8 @@ def test_sigterm_during_healing_prints_one_line_and_writes_nothing(model, tmp_pa
                   tmp_path)
     cmd.wait_for(lambda: cmd.logged("test accuracy: original"))
     time.sleep(1.0)  # healing epochs are running
-    assert cmd.signal_and_wait(signal.SIGTERM) == 143
-    assert "interrupted" in cmd.error_line()
+    cmd.stop(signal.SIGTERM)
     assert not (tmp_path / "k.pdparams").exists() and hidden(tmp_path) == []
-    assert cmd.no_orphans()
 
 
 def test_sigterm_to_report_during_timing_leaves_no_orphan(model, tmp_path):
@@ -137,8 +152,6 @@ def test_sigterm_to_report_during_timing_leaves_no_orphan(model, tmp_path):
                   tmp_path)
     cmd.wait_for(lambda: cmd.logged("in a separate process") and len(marked_processes(cmd.mark)) >= 2)
     time.sleep(3.0)  # the worker is importing and timing
-    assert cmd.signal_and_wait(signal.SIGTERM) == 143
-    assert "interrupted" in cmd.error_line()
-    assert cmd.no_orphans(), "the timing worker (or the resource tracker) outlived report"
+    cmd.stop(signal.SIGTERM)
     assert not (tmp_path / "rep" / "report.json").exists()
     assert hidden(tmp_path) == [] and hidden(tmp_path / "rep") == [] and hidden(tmp_path / "rep" / "exports") == []

@@ -4,13 +4,13 @@ import errno
 import json
 import os
 import pickle
-import signal
 import threading
 import time
 
 import numpy as np
 import pytest
-from tiny_files import full_disk, hidden, snapshot, state_matches, tiny_sidecar, write_tiny
+from tiny_files import (full_disk, hidden, hook_steps, killed_at_step, snapshot, state_matches, tiny_sidecar,
+                        write_tiny)
 
 import compress.storage as storage
 from compress.errors import CompressError
@@ -44,39 +44,12 @@ def old(tmp_path):
 STEPS = [(os, "replace"), (os, "rename"), (os, "fsync"), (os, "unlink")]
 
 
-def _hook_steps(monkeypatch, k, fault):
-    calls = [0]
-    for mod, name in STEPS:
-        real = getattr(mod, name)
-
-        def hooked(*a, _real=real, **kw):
-            calls[0] += 1
-            if calls[0] == k:
-                fault()
-            return _real(*a, **kw)
-        monkeypatch.setattr(mod, name, hooked)
-    return calls
-
-
-def _write_in_child_killed_at(path, k, monkeypatch):
-    """Fork; the child writes a new pair (width 6) and SIGKILLs itself at the k-th step. True if it finished."""
-    model = _new_model(6)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            _hook_steps(monkeypatch, k, lambda: os.kill(os.getpid(), signal.SIGKILL))
-            save_model(model, path, tiny_sidecar(6))
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    return not os.WIFSIGNALED(status)
-
-
 def test_a_kill_between_any_two_steps_leaves_a_consistent_pair(old, monkeypatch):
     """The crash injected between the weights and sidecar writes, and between every other pair of steps."""
     k = 1
     while True:
-        finished = _write_in_child_killed_at(old, k, monkeypatch)
+        new = _new_model(6)
+        finished = killed_at_step(monkeypatch, STEPS, k, lambda: save_model(new, old, tiny_sidecar(6)))
         bundle, consistent = _pair(old)
         assert consistent, f"killed at step {k}: weights and sidecar do not belong together"
         width = bundle.sidecar.arch["kwargs"]["width"]
@@ -96,7 +69,7 @@ def test_a_failure_at_any_step_leaves_the_old_pair(old, monkeypatch, k):
 
     def fail():
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    calls = _hook_steps(monkeypatch, k, fail)
+    calls = hook_steps(monkeypatch, STEPS, k, fail)
     try:
         save_model(model, old, tiny_sidecar(6))
     except CompressError as e:

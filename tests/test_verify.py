@@ -2,6 +2,7 @@
 and export.json's source against the model, and never time a file that is not the named model."""
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from helpers import invoke, one_line_error
@@ -83,7 +84,7 @@ def test_report_never_times_a_tampered_export(models, tmp_path, monkeypatch):
     timed = []
 
     def measure(targets, progress=None, **kw):  # time in this process; record what is timed
-        timed.extend(_hashes(__import__("pathlib").Path(t[2])) for t in targets)
+        timed.extend(_hashes(Path(t[2])) for t in targets)
         return measure_latency(targets, **kw)
     monkeypatch.setattr(report_workflow, "measure_latency_isolated", measure)
     res = invoke("report", a, "--out", rep, *FAST)

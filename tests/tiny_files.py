@@ -6,6 +6,7 @@ import builtins
 import errno
 import io
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,36 @@ def full_disk(monkeypatch, root, after_bytes: int = 0):
     monkeypatch.setattr(builtins, "open", fake_open)
     monkeypatch.setattr(io, "open", fake_open)
     return written
+
+
+# --------------------------------------------------------------------------- faults between the steps of a write
+def hook_steps(monkeypatch, steps, k: int, fault):
+    """Call ``fault()`` just before the k-th call of any of ``steps`` ((module, function name) pairs: the
+    steps of a write, e.g. ``os.replace``); returns a one-item list counting the calls."""
+    calls = [0]
+    for mod, name in steps:
+        real = getattr(mod, name)
+
+        def hooked(*a, _real=real, **kw):
+            calls[0] += 1
+            if calls[0] == k:
+                fault()
+            return _real(*a, **kw)
+        monkeypatch.setattr(mod, name, hooked)
+    return calls
+
+
+def killed_at_step(monkeypatch, steps, k: int, write) -> bool:
+    """Fork; the child runs ``write()`` and SIGKILLs itself just before the k-th step. True if it finished."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            hook_steps(monkeypatch, steps, k, lambda: os.kill(os.getpid(), signal.SIGKILL))
+            write()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return not os.WIFSIGNALED(status)
 
 
 # --------------------------------------------------------------------------- processes
