@@ -64,11 +64,12 @@ class Group(TyperGroup):
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
                               **extra)
-        except NoArgsIsHelpError as e:  # `compress` alone: the help
+        except NoArgsIsHelpError as e:  # `compress` alone: the help (and exit code 2, no command was given)
             if not standalone_mode:
                 raise
-            stdout.print(e.ctx.get_help(), highlight=False)
-            sys.exit(0)
+            if e.format_message().strip():  # typer's rich help printed itself while the error was made
+                stdout.print(e.format_message(), highlight=False)
+            sys.exit(e.exit_code)
         except ClickException as e:
             if not standalone_mode:
                 raise

@@ -21,11 +21,17 @@ from .sidecar import sidecar_path
 @dataclass(frozen=True)
 class Output:
     """A path a command will write: ``param`` names the parameter that gave it (for the messages);
-    ``tree``: a directory written (or replaced) as a whole, so nothing read may lie inside it."""
+    ``tree``: a directory written (or replaced) as a whole, so nothing read may lie inside it;
+    ``shown``: how messages name it, when not by its path (a sidecar, by the weights it goes with)."""
 
     path: Path
     param: str
     tree: bool = False
+    shown: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"`{self.param}` {self.shown or self.path}"
 
 
 Input = tuple[str, Path]   # (what it is, e.g. "the input model's sidecar"; where)
@@ -61,7 +67,8 @@ def model_inputs(weights, what: str = "the input model") -> list[Input]:
 
 def model_outputs(weights, param: str = "out") -> list[Output]:
     """The two files a model is written as."""
-    return [Output(Path(weights), param), Output(sidecar_path(weights), param)]
+    sc = sidecar_path(weights)
+    return [Output(Path(weights), param), Output(sc, param, shown=f"{weights} (its sidecar {sc.name})")]
 
 
 def data_inputs(data) -> list[Input]:
@@ -72,7 +79,7 @@ def data_inputs(data) -> list[Input]:
 def _check_place(o: Output) -> None:
     """The output can be created: a file is not asked to replace a directory, nor a tree a file,
     and the nearest existing ancestor is a directory."""
-    where = f"`{o.param}` {o.path}"
+    where = o.where
     if not o.tree and o.path.is_dir():
         raise CompressError(f"{where} is a directory; give a file path", param=o.param)
     if o.tree and o.path.exists() and not o.path.is_dir():
@@ -96,14 +103,13 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[Input]) -> None:
         _check_place(o)
         for what, p in inputs:
             if same_file(o.path, p):
-                raise CompressError(f"`{o.param}` {o.path} would overwrite {what} {p}; choose another path",
-                                    param=o.param)
+                raise CompressError(f"{o.where} would overwrite {what} {p}; choose another path", param=o.param)
             if o.tree and inside(p, o.path):
-                raise CompressError(f"`{o.param}` {o.path} would replace a directory with {what} {p} inside it; "
+                raise CompressError(f"{o.where} would replace a directory with {what} {p} inside it; "
                                     "choose another path", param=o.param)
     for i, a in enumerate(outputs):
         for b in outputs[i + 1:]:
             if _clash(a, b):
                 params = (a.param,) if a.param == b.param else (a.param, b.param)
-                raise CompressError(f"`{a.param}` {a.path} and `{b.param}` {b.path} overlap: the same place would be "
-                                    "written more than once; choose separate paths", param=params)
+                raise CompressError(f"{a.where} and {b.where} overlap: the same place would be written more than "
+                                    "once; choose separate paths", param=params)
