@@ -153,12 +153,18 @@ def load_npz_source(input_shape, path=None, **_) -> Dataset:
         raise CompressError(f"{p}: not a readable .npz ({e})") from None
     if "x" not in arrays or "y" not in arrays:
         raise CompressError(f"{p}: an .npz needs arrays 'x' and 'y', found {sorted(arrays)}")
+    if arrays["x"].dtype.kind not in "uif":
+        raise CompressError(f"{p}: x must hold numbers, found dtype {arrays['x'].dtype}")
     x = arrays["x"].astype(np.float32)
     if x.size and x.max() > 1.5:
         x = x / 255.0
     y = _labels(arrays["y"])
     if len(x) != len(y) or len(y) < 10:
         raise CompressError(f"{p}: x has {len(x)} images, y {len(y)} labels (need equal counts, at least 10)")
+    if len(y) and y.max() >= len(y):  # before anything is sized by the labels (np.bincount, one-hot)
+        i = int(y.argmax())
+        raise CompressError(f"{p}: label {y[i]} (image {i}) is out of range: labels must be non-negative and below "
+                            f"the number of images ({len(y)})")
     if x.ndim not in (3, 4):
         raise CompressError(f"{p}: x must be N,H,W or N,C,H,W (or N,H,W,C), got shape {list(x.shape)}")
     parts = _split(x, y)

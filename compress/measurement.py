@@ -23,6 +23,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import platform
+import signal
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -35,6 +36,7 @@ from ._version import __version__
 from .errors import CompressError
 from .progress import NULL, Progress
 from .runtimes import Runner, engine, make_runner, runtime_label
+from .signals import die_with_parent, ignoring_sigint
 
 MIN_WARMUP = 10
 BURST = 20   # timed runs per turn of one model in the round-robin
@@ -286,12 +288,34 @@ def measure_latency_isolated(targets: Iterable, progress: Progress = NULL, **kwa
     if kwargs.get("max_seconds") is not None:  # the time budget is shared among the runtimes
         kwargs = {**kwargs, "max_seconds": kwargs["max_seconds"] / len(by_runtime)}
     records = []
-    ctx = multiprocessing.get_context("spawn")
     for runtime, group in by_runtime.items():
         progress.log(f"timing {len(group)} model(s) on {runtime_label(runtime)} in a separate process")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            records += pool.submit(_measure_in_this_process, group, kwargs).result()
+        records += _in_worker(_measure_in_this_process, group, kwargs)
     return records
+
+
+def _worker_start(parent_pid: int) -> None:
+    """In the timing worker: die with the parent (whatever ends it), and leave Ctrl-C to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+
+
+def _in_worker(fn, *args):
+    """``fn(*args)`` in a fresh process; the process is killed if this one is interrupted or fails."""
+    ctx = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_worker_start,
+                                                  initargs=(os.getpid(),))
+    try:
+        with ignoring_sigint():  # the worker starts with SIGINT ignored (a terminal's Ctrl-C reaches it too)
+            future = pool.submit(fn, *args)
+        result = future.result()
+    except BaseException:
+        for p in list((getattr(pool, "_processes", None) or {}).values()):
+            p.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return result
 
 
 def group_by_label(records: list[dict]) -> dict[str, list[dict]]:

@@ -23,9 +23,10 @@ from . import trust
 from .architectures import ARCHITECTURES
 from .errors import CompressError
 from .layers import probe_forward
-from .sidecar import Sidecar, read_sidecar, write_sidecar
+from .sidecar import Sidecar, check_input_shape, sidecar_path
+from .storage import read_model_files, write_model_files
 from .surgery import remove_blocks
-from .weights import apply_weights, check_weights_path, load_weights, save_weights
+from .weights import apply_weights, check_weights_path
 
 DEFAULT_INPUT_SHAPE = (3, 224, 224)
 
@@ -132,7 +133,7 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
         shape = ()
     if len(shape) != 3 or min(shape) <= 0:
         raise CompressError(f"`input_shape` must be C,H,W with positive integers, got {text!r}", param="input_shape")
-    return shape
+    return check_input_shape(shape, "input_shape")
 
 
 def build_model(arch: ArchSpec, input_shape, num_classes: int | None = None, trusted: bool = True,
@@ -198,13 +199,16 @@ class ModelBundle:
         return ArchSpec.from_json(self.sidecar.arch)
 
 
-def _sidecar_for(path: Path, arch: str | None, arch_kwargs: dict | None, input_shape) -> Sidecar:
+def _sidecar_for(path: Path, sidecar: Sidecar | None, arch: str | None, arch_kwargs: dict | None,
+                 input_shape) -> Sidecar:
     """The model's sidecar, with what the caller gave overriding it (an ``arch`` makes it optional)."""
-    sidecar = read_sidecar(path, required=arch is None) or Sidecar.from_json({})
+    sidecar = sidecar or Sidecar.from_json({})
     if arch is not None:
         sidecar.arch = ArchSpec(arch, arch_kwargs or {}).to_json()
+    elif sidecar.arch is None:
+        raise CompressError(f"{sidecar_path(path)}: not a valid sidecar: it names no arch; give `arch`", param="arch")
     if input_shape is not None:
-        sidecar.input_shape = list(input_shape)
+        sidecar.input_shape = list(check_input_shape(tuple(input_shape), "input_shape"))
     if sidecar.input_shape is None:
         sidecar.input_shape = list(default_input_shape(sidecar.spec) or DEFAULT_INPUT_SHAPE)
     return sidecar
@@ -215,18 +219,20 @@ def load_model(path: str | os.PathLike, arch: str | None = None, arch_kwargs: di
     """Load a model written by compress (weights + sidecar), or weights with an explicit ``arch``.
 
     Pruned models come back pruned: the architecture is built, the blocks the
-    sidecar lists as removed are taken out, then the weights are loaded.
+    sidecar lists as removed are taken out, then the weights are loaded. Weights and
+    sidecar are read as one unit (:mod:`compress.storage`): weights that are not the
+    ones the sidecar was written with are refused.
     """
     path = check_weights_path(path)
     if not path.is_file():
         raise CompressError(f"{path}: no such file")
-    sidecar = _sidecar_for(path, arch, arch_kwargs, input_shape)
-    state = load_weights(path)
+    files = read_model_files(path, sidecar_required=arch is None)
+    sidecar = _sidecar_for(path, files.sidecar, arch, arch_kwargs, input_shape)
     model = build_model(ArchSpec.from_json(sidecar.arch), sidecar.input_shape, num_classes or sidecar.num_classes,
                         trusted=arch is not None, near=path.parent)
     if sidecar.removed_blocks:
         remove_blocks(model, sidecar.removed_blocks)
-    apply_weights(model, state, str(path))
+    apply_weights(model, files.state, str(path))
     if sidecar.num_classes is None:
         sidecar.num_classes = output_width(model, sidecar.input_shape)
     model.eval()
@@ -234,8 +240,8 @@ def load_model(path: str | os.PathLike, arch: str | None = None, arch_kwargs: di
 
 
 def save_model(model, path: str | os.PathLike, sidecar: Sidecar | Mapping) -> Path:
-    """Write weights and sidecar; each appears complete or not at all."""
+    """Write weights and sidecar as one unit (:func:`compress.storage.write_model_files`): a reader
+    sees the old pair or the new one, never a mix."""
     path = check_weights_path(path)
-    save_weights(model.state_dict(), path)
-    write_sidecar(path, sidecar)
+    write_model_files(path, model.state_dict(), sidecar)
     return path

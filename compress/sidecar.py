@@ -15,6 +15,7 @@ keeps working.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CompressError
-from .fileio import write_json
+from .fileio import atomic_path, json_default, locked, sha256, sync_dir
 from .weights import WEIGHT_SUFFIXES
 
 SIDECAR_SUFFIX = ".compress.json"
@@ -50,6 +51,7 @@ class Sidecar(Mapping):
     statistics_sums: dict | None = None      # their raw running sums
     metrics: dict = field(default_factory=dict)
     lineage: list = field(default_factory=list)          # one entry per train-from/prune step
+    weights_sha256: str | None = None        # of the weights file it was written with (see compress.storage)
     format: str = SIDECAR_FORMAT
     extra: dict = field(default_factory=dict)            # keys this version does not know
     absent: frozenset = frozenset()          # known keys the file did not have
@@ -131,26 +133,144 @@ def sidecar_path(weights: str | os.PathLike) -> Path:
     return p.with_name(p.stem + SIDECAR_SUFFIX) if p.suffix in WEIGHT_SUFFIXES else p.with_name(p.name + SIDECAR_SUFFIX)
 
 
-def read_sidecar(weights: str | os.PathLike, required: bool = True) -> Sidecar | None:
-    """The sidecar next to ``weights``; None if there is none and it is not ``required``."""
-    path = sidecar_path(weights)
-    if not path.is_file():
-        if required:
-            raise CompressError(f"{weights}: no sidecar {path.name} next to it; use a model written by compress "
-                                "(`compress train` writes one), or give `arch` where the command has it", param="arch")
-        return None
+def pending_path(weights: str | os.PathLike) -> Path:
+    """The journal of a write in progress: the new sidecar, waiting for its weights (``.M.compress.json.pending``)."""
+    sc = sidecar_path(weights)
+    return sc.with_name(f".{sc.name}.pending")
+
+
+# --------------------------------------------------------------------------- checking what a file says
+MAX_INPUT_ELEMENTS = 1 << 26   # C*H*W of one image: 64 M values (256 MB as float32), e.g. 3 x 4729 x 4729
+MAX_CLASSES = 1_000_000
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_input_shape(shape, param: str | None = None) -> tuple[int, int, int]:
+    """``shape`` as (C, H, W) if it is three positive integers of a sane size; else a CompressError
+    (checked before anything of that size is allocated). ``param``: the parameter that gave it."""
+    what = f"`{param}`" if param else "input_shape"
+    if not isinstance(shape, (list, tuple)) or len(shape) != 3 or not all(_is_int(v) and v > 0 for v in shape):
+        raise CompressError(f"{what} must be [C, H, W] with positive integers, got {json.dumps(shape, default=str)}",
+                            param=param)
+    if shape[0] * shape[1] * shape[2] > MAX_INPUT_ELEMENTS:
+        raise CompressError(f"{what} {list(shape)} is too large: {shape[0] * shape[1] * shape[2]:,} values per image, "
+                            f"at most {MAX_INPUT_ELEMENTS:,} are supported", param=param)
+    return tuple(shape)
+
+
+def _of(kind, *, optional=True, items=None):
+    def ok(v):
+        if v is None:
+            return optional
+        return isinstance(v, kind) and (items is None or all(isinstance(i, items) for i in v))
+    return ok
+
+
+_FIELD_RULES = {  # field -> (check, what it must be)
+    "arch": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("spec"), str) and v["spec"]
+                                     and isinstance(v.get("kwargs", {}), dict)),
+             'an object {"spec": "name or module:Class", "kwargs": {...}}'),
+    "num_classes": (lambda v: v is None or (_is_int(v) and 1 <= v <= MAX_CLASSES),
+                    f"a positive integer (at most {MAX_CLASSES:,})"),
+    "class_names": (_of(list, items=str), "a list of strings"),
+    "data": (_of(dict), "an object"), "preprocess": (_of(dict), "an object"), "training": (_of(dict), "an object"),
+    "statistics_sums": (_of(dict), "an object"), "metrics": (_of(dict, optional=False), "an object"),
+    "removed_blocks": (_of(list, optional=False, items=str), "a list of block paths"),
+    "blocks": (_of(list, optional=False, items=dict), "a list of objects"),
+    "statistics": (_of(list, items=dict), "a list of objects"),
+    "lineage": (_of(list, optional=False, items=dict), "a list of objects"),
+    "params": (lambda v: v is None or _is_int(v), "an integer"), "flops": (lambda v: v is None or _is_int(v), "an integer"),
+    "weights_sha256": (lambda v: v is None or (isinstance(v, str) and len(v) == 64), "a sha256 hex digest"),
+}
+
+
+def check_sidecar(sc: Sidecar, path) -> Sidecar:
+    """Refuse a sidecar whose known fields have the wrong type or an insane value (exit code 2)."""
+    for name, (ok, must) in _FIELD_RULES.items():
+        value = getattr(sc, name)
+        if not ok(value):
+            raise CompressError(f"{path}: not a valid sidecar: {name} must be {must}, got "
+                                f"{json.dumps(value, default=str)[:80]}")
+    if sc.input_shape is not None:
+        try:
+            check_input_shape(sc.input_shape)
+        except CompressError as e:
+            raise CompressError(f"{path}: not a valid sidecar: {e}") from None
+    return sc
+
+
+# --------------------------------------------------------------------------- reading and writing
+def parse_sidecar(text: str, path) -> Sidecar:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CompressError(f"{path}: not a valid sidecar ({e})") from None
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         raise CompressError(f"{path}: not a compress sidecar (format is not {SIDECAR_FORMAT})")
-    return Sidecar.from_json(data)
+    return check_sidecar(Sidecar.from_json(data), path)
+
+
+def _read(path: Path) -> Sidecar:
+    try:
+        return parse_sidecar(path.read_text(), path)
+    except OSError as e:
+        raise CompressError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def _completed_write(weights: Path) -> Sidecar | None:
+    """A write that was interrupted after its weights went in: the journal (pending sidecar) is the sidecar
+    if it names these weights' sha256. It is then moved into place (or, read-only, used as is)."""
+    pending = pending_path(weights)
+    if not pending.is_file() or not weights.is_file():
+        return None
+    try:
+        sc = parse_sidecar(pending.read_text(), pending)
+    except (CompressError, OSError):
+        return None
+    if sc.weights_sha256 is None or sc.weights_sha256 != sha256(weights):
+        return None
+    with contextlib.suppress(OSError, CompressError), locked(weights.parent):
+        if pending.is_file() and sha256(weights) == sc.weights_sha256:
+            os.replace(pending, sidecar_path(weights))
+            sync_dir(weights.parent)
+    return sc
+
+
+def read_sidecar(weights: str | os.PathLike, required: bool = True) -> Sidecar | None:
+    """The sidecar next to ``weights``, checked; None if there is none and it is not ``required``.
+
+    A write of weights + sidecar that was interrupted between its two renames is completed
+    here (see :mod:`compress.storage`).
+    """
+    weights = Path(weights)
+    done = _completed_write(weights)
+    if done is not None:
+        return done
+    path = sidecar_path(weights)
+    if not path.is_file():
+        if path.exists():
+            raise CompressError(f"{path}: not a sidecar file (it is a directory)")
+        if required:
+            raise CompressError(f"{weights}: no sidecar {path.name} next to it; use a model written by compress "
+                                "(`compress train` writes one), or give `arch` where the command has it", param="arch")
+        return None
+    return _read(path)
+
+
+def sidecar_text(sidecar: Sidecar | Mapping) -> str:
+    """The JSON text of a sidecar (a plain mapping is taken as its JSON)."""
+    sc = sidecar if isinstance(sidecar, Sidecar) else Sidecar.from_json(sidecar)
+    return json.dumps({**sc.to_json(), "format": SIDECAR_FORMAT}, indent=2, default=json_default) + "\n"
 
 
 def write_sidecar(weights: str | os.PathLike, sidecar: Sidecar | Mapping) -> Path:
-    """Write the sidecar of ``weights`` atomically (a plain mapping is taken as its JSON)."""
-    sc = sidecar if isinstance(sidecar, Sidecar) else Sidecar.from_json(sidecar)
+    """Write the sidecar of ``weights`` alone, atomically (a model's weights and sidecar together go
+    through :func:`compress.storage.write_model_files`)."""
     path = sidecar_path(weights)
-    write_json(path, {**sc.to_json(), "format": SIDECAR_FORMAT})
+    text = sidecar_text(sidecar)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     return path

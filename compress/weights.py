@@ -19,6 +19,7 @@ from .errors import CompressError
 from .fileio import atomic_path
 
 WEIGHT_SUFFIXES = (".pdparams", ".safetensors")
+_NUMERIC = "biufc"  # numpy dtype kinds a weight may have: bool, integers, floats, complex
 
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
@@ -44,7 +45,17 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: weight files may hold arrays only")
 
 
-def _state_from_obj(obj: Any, path: Path) -> dict[str, np.ndarray]:
+def _check_array(name: str, v: np.ndarray, path) -> None:
+    """Weights are numbers, and finite: a NaN or an infinity would only surface later, far from its cause."""
+    if v.dtype.kind not in _NUMERIC:
+        raise CompressError(f"{path}: {name} is not a numeric array (dtype {v.dtype}); not a weights file")
+    if v.dtype.kind in "fc" and not np.isfinite(v).all():
+        bad = int(v.size - np.isfinite(v).sum())
+        raise CompressError(f"{path}: {name} holds NaN or infinite values ({bad} of {v.size}); refusing a broken "
+                            "model (was it trained to divergence?)")
+
+
+def _state_from_obj(obj: Any, path) -> dict[str, np.ndarray]:
     if not isinstance(obj, dict):
         raise CompressError(f"{path}: not a weights file (holds a {type(obj).__name__}, not a name->array dict)")
     state = {}
@@ -55,27 +66,26 @@ def _state_from_obj(obj: Any, path: Path) -> dict[str, np.ndarray]:
             v = v[1]
         if not isinstance(k, str) or not isinstance(v, np.ndarray):
             raise CompressError(f"{path}: not a weights file (entry {k!r} is a {type(v).__name__}, not an array)")
+        _check_array(k, v, path)
         state[k] = v
     return state
 
 
-def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
+def _load_safetensors(data: bytes, path) -> dict[str, np.ndarray]:
     try:
-        from safetensors.numpy import load_file  # optional format: only .safetensors files need it
+        from safetensors.numpy import load  # optional format: only .safetensors files need it
 
-        return dict(load_file(str(path)))
+        state = dict(load(data))
     except Exception as e:  # safetensors raises its own error types
         raise CompressError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    return _state_from_obj(state, path)
 
 
-def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a state dict from ``.pdparams`` (restricted pickle) or ``.safetensors`` without running code."""
+def decode_weights(data: bytes, path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A state dict from the bytes of a weights file named ``path`` (its suffix says the format)."""
     path = Path(path)
-    if not path.is_file():
-        raise CompressError(f"{path}: no such file")
     if path.suffix == ".safetensors":
-        return _load_safetensors(path)
-    data = path.read_bytes()
+        return _load_safetensors(data, path)
     if not data:
         raise CompressError(f"{path}: empty file, not a weights file")
     try:
@@ -90,18 +100,41 @@ def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return _state_from_obj(obj, path)
 
 
-def save_weights(state: dict, path: str | os.PathLike) -> None:
-    """Write a state dict atomically, as ``.pdparams`` (readable by ``paddle.load``) or ``.safetensors``."""
+def read_bytes(path: str | os.PathLike) -> bytes:
     path = Path(path)
-    arrays = {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v)) for k, v in state.items()}
-    with atomic_path(path) as tmp:
-        if path.suffix == ".safetensors":
-            from safetensors.numpy import save_file  # optional format: only .safetensors files need it
+    if not path.is_file():
+        raise CompressError(f"{path}: no such file")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise CompressError(f"{path}: cannot read it ({e.strerror or e})") from None
 
-            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
-        else:
-            with open(tmp, "wb") as f:
-                pickle.dump(arrays, f, protocol=4)
+
+def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a state dict from ``.pdparams`` (restricted pickle) or ``.safetensors`` without running code.
+
+    Every entry must be a numeric array without NaN or infinity.
+    """
+    return decode_weights(read_bytes(path), path)
+
+
+def encode_weights(state: dict, path: str | os.PathLike) -> bytes:
+    """The bytes of a weights file named ``path``: ``.pdparams`` (readable by ``paddle.load``) or ``.safetensors``."""
+    arrays = {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v)) for k, v in state.items()}
+    if Path(path).suffix == ".safetensors":
+        from safetensors.numpy import save  # optional format: only .safetensors files need it
+
+        return save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    return pickle.dumps(arrays, protocol=4)
+
+
+def save_weights(state: dict, path: str | os.PathLike) -> None:
+    """Write a state dict atomically (weights alone; a model's weights and sidecar go through
+    :func:`compress.storage.write_model_files`)."""
+    data = encode_weights(state, path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
 
 
 def check_weights_path(path: str | os.PathLike) -> Path:

@@ -2,7 +2,6 @@
 every file against the dygraph model, the output directory's checks and the file table."""
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ import numpy as np
 
 from ..errors import CompressError
 from ..fileio import sha256
+from ..paths import Output, check_outputs, model_inputs
 from ..progress import Progress
 from ..runtimes.layout import EXPORT_JSON, WORK_DIR
 from .parity import compare, parity_error
@@ -138,9 +138,7 @@ def check_out_dir(out_dir: Path, force: bool, model_path: Path | None, param: st
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CompressError(f"{where}: cannot create it, {parent} is not writable", param=param)
     if model_path is not None:
-        with contextlib.suppress(OSError):
-            if out_dir.resolve() == model_path.resolve().parent or out_dir.resolve() in model_path.resolve().parents:
-                raise CompressError(f"{where} holds the source model; choose a new directory", param=param)
+        check_outputs([Output(out_dir, param, tree=True)], model_inputs(model_path, "the source model"))
     if out_dir.is_dir():
         _check_previous_export(out_dir, force, where, param)
 

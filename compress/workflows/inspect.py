@@ -12,6 +12,7 @@ from ..fileio import atomic_path
 from ..flops import count_flops
 from ..layers import count_params
 from ..models import DEFAULT_INPUT_SHAPE, ArchSpec, build_model, default_input_shape, load_model
+from ..paths import Output, check_outputs, model_inputs
 from ..sidecar import read_sidecar
 from ..weights import check_weights_path
 
@@ -69,6 +70,7 @@ def read_stats(model) -> dict:
 
 def plot_stats(info: dict, out) -> None:
     """Bar chart: survival rate and importance (with standard errors) per block."""
+    check_outputs([Output(Path(out), "plot")], model_inputs(info["model"]))
     import matplotlib  # optional heavy: only plotting needs it
 
     matplotlib.use("Agg")  # no display: choose the file backend before pyplot is imported

@@ -24,6 +24,7 @@ from ..fileio import sha256
 from ..flops import blocks_with_flops
 from ..layers import count_params
 from ..models import ModelBundle, check_num_classes, load_model, save_model
+from ..paths import Output, check_outputs, data_inputs, model_inputs, model_outputs
 from ..progress import NULL, Progress
 from ..schedules import n_keep
 from ..sidecar import Sidecar
@@ -188,10 +189,11 @@ def _healing_data(teacher: ModelBundle, data: str | None, heal: HealConfig, crit
     return source, ds
 
 
-def _out_path(model_path: Path, out, keep, n_kept: int) -> Path:
+def _out_path(model_path: Path, out, keep, n_kept: int, data: str | None, export_dir) -> Path:
+    """The output model's path, refused if it (or the export directory) would overwrite what is read."""
     out = check_weights_path(default_out(model_path, keep, n_kept) if out is None else out)
-    if out.resolve() == model_path.resolve():
-        raise CompressError(f"`out` {out} would overwrite the input model; choose another path", param="out")
+    exported = [Output(Path(export_dir), "export_dir", tree=True)] if export_dir is not None else []
+    check_outputs(model_outputs(out) + exported, model_inputs(model_path) + data_inputs(data))
     return out
 
 
@@ -272,7 +274,7 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
         teacher.sidecar = teacher.sidecar.replace(blocks_from=blocks_from)
     source, ds = _healing_data(teacher, data, heal, criterion)
     p = plan(teacher, keep, blocks, criterion, heal.seed, ds)
-    out = _out_path(model_path, out, keep, p.blocks_after)
+    out = _out_path(model_path, out, keep, p.blocks_after, source, export_dir)
     p.out = str(out)
     if dry_run:
         return PruneResult(p, written=False, dry_run=True)

@@ -14,43 +14,51 @@ from ..data import load_data
 from ..errors import CompressError
 from ..export import ExportOptions, export_model
 from ..export.job import batched
-from ..fileio import sha256
 from ..flops import count_flops
 from ..layers import count_params
 from ..measurement import group_by_label, machine_info, measure_latency_isolated
 from ..models import load_model
+from ..paths import Output, check_outputs, data_inputs, model_inputs
 from ..progress import NULL, Progress
 from ..reporting import build_report, write_report
 from ..runtimes import INT8_RUNTIMES, make_runner
 from ..runtimes.layout import EXPORT_JSON
 from ..training import accuracy
+from ..verify import check_export, verify_export
+
+REPORT_FILES = ("report.json", "report.md", "report.html", "pareto.png")  # what reporting.write_report writes
 
 
 def model_name(path) -> str:
     return Path(path).stem
 
 
-def _export_dir_ok(export_dir: Path, model_path: Path, options: ExportOptions) -> bool:
-    """An earlier export of exactly this weights file, with the same options, can be reused."""
-    meta = export_dir / EXPORT_JSON
-    if not meta.is_file():
-        return False
+def _same_options(export_dir: Path, options: ExportOptions) -> bool:
     try:
-        info = json.loads(meta.read_text())
-    except json.JSONDecodeError:
+        info = json.loads((export_dir / EXPORT_JSON).read_text())
+    except (OSError, json.JSONDecodeError):
         return False
-    return (info.get("source") or {}).get("sha256") == sha256(model_path) and \
-        info.get("options") == json.loads(json.dumps(options.to_json()))
+    return info.get("options") == json.loads(json.dumps(options.to_json()))
 
 
 def ensure_export(model_path, export_dir, options: ExportOptions | None = None, progress: Progress = NULL) -> dict:
-    """Export ``model_path`` to ``export_dir`` unless an export of the same weights with the same options
-    is already there."""
+    """Export ``model_path`` to ``export_dir`` unless a verified export of the same weights, with the same
+    options, is already there (every file as export.json lists it: :func:`compress.verify.verify_export`)."""
     model_path, export_dir = Path(model_path), Path(export_dir)
     options = dataclasses.replace(options or ExportOptions(), force=True)
-    if _export_dir_ok(export_dir, model_path, options):
-        return json.loads((export_dir / EXPORT_JSON).read_text())
+    if (export_dir / EXPORT_JSON).is_file():
+        problems = verify_export(export_dir, model_path)
+        if not problems and _same_options(export_dir, options):
+            return json.loads((export_dir / EXPORT_JSON).read_text())
+        why = "; ".join(problems[:3]) if problems else "exported with other options"
+        progress.log(f"{export_dir}: {why}; exporting again")
     return export_model(model_path, export_dir, options, progress=progress)
+
+
+def report_outputs(out_dir: Path, names: list[str]) -> list[Output]:
+    """Every path a report into ``out_dir`` writes: its files and one export directory per model."""
+    return ([Output(out_dir / f, "out_dir") for f in REPORT_FILES]
+            + [Output(out_dir / "exports" / n, "out_dir", tree=True) for n in names])
 
 
 def _evaluate(path, data: str | None) -> tuple[dict, object]:
@@ -129,11 +137,15 @@ def report(models: list, out_dir, data: str | None = None, threads: int = 1, bat
         raise CompressError("the report times Paddle Inference and ONNX Runtime: `formats` must include paddle "
                             "and onnx", param="formats")
     out_dir = Path(out_dir)
+    check_outputs(report_outputs(out_dir, [model_name(p) for p in paths]),
+                  [i for p in paths for i in model_inputs(p)] + data_inputs(data))
     entries, targets = [], []
     for p in paths:
         entry, more = _prepare(p, out_dir, data, export, progress)
         entries.append(entry)
         targets += more
+    for p, e in zip(paths, entries):  # unchanged since it was verified (or exported): what is timed is the model
+        check_export(out_dir / e["export_dir"], p)
     records = measure_latency_isolated(targets, batch_sizes=batch_sizes, threads=threads, warmup=warmup,
                                        min_runs=min_runs, max_seconds=max_seconds, onednn=onednn, progress=progress)
     by_label = group_by_label(records)

@@ -8,7 +8,6 @@ recorded and reported without stopping the others.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -17,10 +16,12 @@ from ..errors import CompressError
 from ..export import ExportOptions
 from ..fileio import write_json
 from ..progress import NULL, Progress
-from ..sidecar import read_sidecar, sidecar_path
+from ..paths import Output, check_outputs, data_inputs, model_inputs, model_outputs, same_file
+from ..sidecar import read_sidecar
+from ..storage import copy_model_files
 from ..weights import check_weights_path
 from .prune import HealConfig, prune
-from .report import ensure_export, report
+from .report import ensure_export, report, report_outputs
 
 SWEEP_STATE = "sweep.json"
 
@@ -50,10 +51,17 @@ def _state(out_dir: Path, settings: dict) -> dict:
 
 
 def _copy_model(model: Path, dst: Path) -> None:
-    """The original model and its sidecar, copied into the sweep (the report names it from there)."""
+    """The original model and its sidecar, copied into the sweep as one unit (the report names it from there)."""
     if not dst.is_file():
-        shutil.copy2(model, dst)
-        shutil.copy2(sidecar_path(model), sidecar_path(dst))
+        copy_model_files(model, dst)
+
+
+def _check_outputs(model: Path, out_dir: Path, original: Path, targets: list[Path], data) -> None:
+    """Nothing the sweep writes may overwrite what it reads (the original copy may be the model itself: a resume)."""
+    copies = [] if same_file(original, model) else model_outputs(original, "out_dir")
+    outputs = [Output(out_dir / SWEEP_STATE, "out_dir"), *copies, *(o for t in targets for o in model_outputs(t, "out_dir")),
+               *report_outputs(out_dir, [original.stem] + [t.stem for t in targets])]
+    check_outputs(outputs, model_inputs(model) + data_inputs(data))
 
 
 def _point(original: Path, keep: float, target: Path, out_dir: Path, criterion: str, heal: HealConfig,
@@ -83,10 +91,12 @@ def sweep(model, keeps: list[float], out_dir, criterion: str = "survival", heal:
     heal = heal or HealConfig()
     out_dir = Path(out_dir)
     models_dir = out_dir / "models"
+    original = models_dir / model.name
+    targets = {k: models_dir / f"{model.stem}.keep{k:g}.pdparams" for k in keeps if k != 1.0}
+    _check_outputs(model, out_dir, original, list(targets.values()), data)
     models_dir.mkdir(parents=True, exist_ok=True)
     state = _state(out_dir, {"model": str(model), "criterion": criterion, "heal": asdict(heal), "data": data})
     points = state["points"]
-    original = models_dir / model.name
     _copy_model(model, original)
     paths = []
     for keep in keeps:
@@ -94,7 +104,7 @@ def sweep(model, keeps: list[float], out_dir, criterion: str = "survival", heal:
         if keep == 1.0:
             paths.append(original)
             continue
-        target = models_dir / f"{model.stem}.keep{key}.pdparams"
+        target = targets[keep]
         if points.get(key, {}).get("status") == "done" and target.is_file():
             progress.log(f"keep {key}: done earlier, skipped")
         else:

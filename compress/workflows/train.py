@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..blocks import compile_pattern, no_blocks_message
 from ..data import Dataset, load_data, stored_source
@@ -11,6 +10,7 @@ from ..flops import blocks_with_flops
 from ..layers import count_params
 from ..models import (ArchSpec, build_model, canonical_spec, check_num_classes, default_input_shape, load_model,
                       resolve_arch, save_model)
+from ..paths import check_outputs, data_inputs, model_inputs, model_outputs
 from ..progress import NULL, Progress
 from ..sidecar import Sidecar
 from ..training import FitConfig, FitResult, accuracy, fit, seed_everything
@@ -82,8 +82,7 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
     """
     config = config or FitConfig()
     out = check_weights_path(out)
-    if init is not None and Path(init).resolve() == out.resolve():
-        raise CompressError(f"`out` {out} would overwrite the input model; choose another path", param="out")
+    check_outputs(model_outputs(out), (model_inputs(init) if init is not None else []) + data_inputs(data))
     start = _start(init, arch, arch_kwargs, input_shape)
     if blocks_from is not None:
         compile_pattern(blocks_from)  # a bad pattern fails before the data is loaded
