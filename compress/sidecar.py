@@ -180,6 +180,7 @@ _FIELD_RULES = {  # field -> (check, what it must be)
     "statistics_sums": (_of(dict), "an object"), "metrics": (_of(dict, optional=False), "an object"),
     "removed_blocks": (_of(list, optional=False, items=str), "a list of block paths"),
     "blocks": (_of(list, optional=False, items=dict), "a list of objects"),
+    "blocks_from": (_of(str), "a path pattern (text)"),
     "statistics": (_of(list, items=dict), "a list of objects"),
     "lineage": (_of(list, optional=False, items=dict), "a list of objects"),
     "params": (lambda v: v is None or _is_int(v), "an integer"), "flops": (lambda v: v is None or _is_int(v), "an integer"),
