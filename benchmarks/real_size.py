@@ -117,13 +117,22 @@ def export_in_child(model: Path, out: Path, int8_seconds: float) -> dict:
     return {"wall_seconds": round(wall, 1), **child}
 
 
+def _own_peak_kb() -> int:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: after fork+exec that starts at the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def export_one(model: str, out: str, int8_seconds: float) -> None:
-    """(in the child) export, then print its own figures as one JSON line."""
+    """(in the child) export, then print its own figures as one JSON line. Peak memory: the largest RSS of
+    the export process and of its own subprocesses (theirs may start at this process's RSS when forked)."""
     from compress.export import export_model
 
     t0 = time.perf_counter()
     info = export_model(model, out, export_options(int8_seconds), force=True)
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    peak = max(_own_peak_kb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     print(json.dumps({"export_seconds": round(time.perf_counter() - t0, 1), "peak_rss_mb": round(peak / 1024),
                       "steps": info["seconds"]}))
 
