@@ -130,9 +130,25 @@ def test_sigint_during_int8_export(tmp_path):
     for f in (src, src.with_name("vit_tiny.compress.json")):
         shutil.copy2(f, tmp_path / f.name)
     cmd = Command(["export", tmp_path / src.name, "--out", tmp_path / "exp", "--int8"], tmp_path)
-    cmd.wait_for(lambda: cmd.logged("building int8"))
+    cmd.wait_for(lambda: cmd.logged("building onnx-int8"))
     time.sleep(0.2)
     cmd.stop(signal.SIGINT)
+    assert not (tmp_path / "exp").exists() and hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("step", ["building paddle-legacy", "Paddle INT8 candidate"])
+def test_sigterm_during_the_legacy_subprocess_leaves_no_orphan(tmp_path, step):
+    """The legacy-mode subprocess (the legacy format, PaddleSlim's quantization) ends with the command."""
+    from compress.workflows.sweep import sample_model
+
+    src = sample_model("resnet_tiny")
+    for f in (src, src.with_name("resnet_tiny.compress.json")):
+        shutil.copy2(f, tmp_path / f.name)
+    cmd = Command(["export", tmp_path / src.name, "--out", tmp_path / "exp", "--format", "paddle-legacy", "--int8"],
+                  tmp_path)
+    cmd.wait_for(lambda: cmd.logged(step) and len(marked_processes(cmd.mark)) >= 2)
+    time.sleep(0.5)
+    cmd.stop(signal.SIGTERM)
     assert not (tmp_path / "exp").exists() and hidden(tmp_path) == []
 
 

@@ -101,8 +101,8 @@ def test_an_export_changed_after_verification_is_not_timed(models, tmp_path, mon
     rep = tmp_path / "rep"
     real = report_workflow.ensure_export
 
-    def ensure_then_tamper(model_path, export_dir, progress=None):
-        info = real(model_path, export_dir, progress=progress)
+    def ensure_then_tamper(model_path, export_dir, options=None, progress=None):
+        info = real(model_path, export_dir, options, progress=progress)
         shutil.copy2(b_exp / "model.onnx", export_dir / "model.onnx")  # swapped after the check
         return info
     monkeypatch.setattr(report_workflow, "ensure_export", ensure_then_tamper)
