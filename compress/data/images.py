@@ -38,6 +38,21 @@ def _fail(path, reason: str) -> CompressError:
     return CompressError(f"{path}: {reason}")
 
 
+def _open_capped(path, max_pixels: int):
+    """``Image.open`` with PIL's decompression-bomb limit set to our cap (it raises above twice the
+    limit before reading any pixel data; between one and two times, our own check refuses)."""
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 @contextlib.contextmanager
 def open_image(path, max_pixels: int = MAX_PIXELS):
     """``PIL.Image.open`` with every failure turned into one ``CompressError`` naming the file."""
@@ -46,11 +61,9 @@ def open_image(path, max_pixels: int = MAX_PIXELS):
     try:
         if os.path.getsize(path) == 0:
             raise _fail(path, "unreadable image (empty file, 0 bytes)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own cap applies
-            im = Image.open(path)
+        im = _open_capped(path, max_pixels)
     except Image.DecompressionBombError:
-        raise _fail(path, f"image too large (over the cap of {max_pixels:,} pixels)") from None
+        raise _fail(path, f"image too large (over twice the cap of {max_pixels:,} pixels)") from None
     except UnidentifiedImageError:
         raise _fail(path, "unreadable image (not an image file, or a corrupt header)") from None
     except OSError as e:
