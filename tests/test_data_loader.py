@@ -40,11 +40,18 @@ def test_batches_and_augmentations_do_not_depend_on_the_workers(npz_source):
     assert not np.array_equal(_epoch(other, 0)[0][0], e0[0][0])         # and each seed
 
 
-def test_global_rng_state_is_left_alone(npz_source):
-    loader = make_loader(npz_source, "train", AUGMENTED, 16, train=True, num_workers=0, world=1, rank=0)
+def test_augmentation_ignores_and_keeps_the_global_generators(npz_source):
+    runs = []
+    for s in (11, 12):
+        random.seed(s)
+        np.random.seed(s)
+        runs.append(_epoch(make_loader(npz_source, "train", AUGMENTED, 16, train=True, num_workers=0), 0))
+    for (xa, _), (xb, _) in zip(*runs):
+        np.testing.assert_array_equal(xa, xb)
+    dataset = make_loader(npz_source, "train", AUGMENTED, 16, train=True).dataset
     random.seed(11)
     np.random.seed(11)
-    _epoch(loader, 0)
+    dataset[3]                                                   # in this thread: the state is restored
     assert random.random() == random.Random(11).random()
     assert np.random.random() == np.random.RandomState(11).random_sample()
 
@@ -65,7 +72,7 @@ def test_sampler_edges():
 
     def batches(**kw):
         s = GlobalBatchSampler(data, **kw)
-        out = list(s)
+        out = list(s.local_batches(0))
         assert len(out) == len(s)
         return out
 
@@ -79,6 +86,22 @@ def test_sampler_edges():
     assert batches(global_batch_size=4, world=2, rank=1) == [[2, 3], [6, 7]]
     with pytest.raises(CompressError, match="multiple of the number of ranks"):
         GlobalBatchSampler(data, 5, rank=0, world=2)
+    endless = iter(GlobalBatchSampler(data, 4, world=2, rank=0))   # epoch after epoch, each index with its epoch
+    assert [next(endless) for _ in range(4)] == [[0, 1], [4, 5], [8], [9, 10]]
+
+
+def test_one_stream_runs_through_the_epochs(npz_source):
+    loader = make_loader(npz_source, "train", AUGMENTED, 16, train=True, seed=5, num_workers=2, world=1, rank=0)
+    streamed = [[y.numpy() for _, y in loader] for _ in range(3)]      # epochs 0, 1, 2 from one stream
+    stream = loader._stream
+    assert loader.epoch == 3 and len(streamed[0]) == len(loader) == 3
+    _epoch(loader, 3)
+    assert loader._stream is stream                                      # the workers were kept
+    for e in (2, 0):                                                     # any other epoch restarts them
+        again = [y for _, y in _epoch(loader, e)]
+        assert loader._stream is not stream
+        for a, b in zip(again, streamed[e]):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_eval_loader_is_in_order_unaugmented_and_complete(npz_source):
@@ -108,3 +131,22 @@ def test_rank_from_the_launcher_environment(monkeypatch):
     assert resolve_rank() == (1, 2) and resolve_rank(0, 1) == (0, 1)
     with pytest.raises(CompressError, match="not a valid distributed setting"):
         resolve_rank(2, 2)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_image_that_breaks_mid_run_is_one_clear_error(tmp_path, workers):
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(6):
+            Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(tmp_path / c / f"{i}.jpg")
+    src = open_source(str(tmp_path))
+    victim = tmp_path / "b" / "4.jpg"
+    victim.write_bytes(victim.read_bytes()[:200])             # after the header check
+    loader = make_loader(src, "train", Preprocess((3, 8, 8)), 2, train=True, num_workers=workers, world=1, rank=0)
+    with pytest.raises(CompressError, match=r"b/4\.jpg: unreadable image"):
+        for _ in range(3):                                       # whichever epoch and batch reaches it
+            _epoch(loader, 0)
+            if all(src.path("train", i) != str(victim) for i in range(src.size("train"))):
+                raise CompressError(f"{victim}: unreadable image (not in the train split)")

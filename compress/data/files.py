@@ -104,7 +104,7 @@ def _class_files(root: Path, classes: list[str]) -> tuple[list[str], list[int], 
         found = sorted(f for f in (root / name).rglob("*")
                        if f.suffix.lower() in IMAGE_SUFFIXES and not any(
                            part.startswith(".") for part in f.relative_to(root).parts) and f.is_file())
-        paths += [str(f.resolve()) for f in found]
+        paths += [str(f) for f in found]
         labels += [ci] * len(found)
         if not found:
             empty.append(name)
@@ -134,7 +134,7 @@ class FolderSource(FileSource):
 
     @classmethod
     def open(cls, spec: str) -> "FolderSource":
-        root = Path(spec)
+        root = Path(os.path.abspath(spec))  # absolute paths without resolving each file's symlinks
         try:
             entries = [p.name for p in root.iterdir() if not p.name.startswith(".")]
         except PermissionError:
@@ -202,7 +202,7 @@ def _read_list(path: Path) -> tuple[list[str], list[int], list[int]]:
         f = root / rel
         if not f.is_file():
             raise CompressError(f"{path}:{n}: no such image file {str(f)!r}")
-        paths.append(str(f.resolve()))
+        paths.append(os.path.abspath(f))
         lines.append(n)
     if not paths:
         raise CompressError(f"{path}: the list has no images")

@@ -6,7 +6,26 @@ Reproducibility is a property of the data, not of how it is loaded:
   with N ranks each global batch is split into N contiguous parts, so the ranks' local batches
   concatenate to exactly the batches one process sees;
 - each sample's random augmentation is seeded by (seed, epoch, index) right before it is applied,
-  so it does not depend on which worker process or rank decodes it.
+  so it does not depend on which worker process or rank decodes it. The sampler hands out
+  ``epoch * N + index``: the epoch travels with the index to whichever process decodes it.
+
+Why one stream for all epochs: a worker forked later in a run shares the training process's
+then large heap copy-on-write and keeps every page of it that training rewrites afterwards
+(10 epochs over 500 photos with 2 workers forked anew each epoch peaked at 1.6 GB PSS, against
+1.2 GB for one epoch over 5,000 photos). Paddle's ``persistent_workers`` would avoid that, but its
+epoch hand-over hung here about once in 25 runs. So the sampler is endless, epoch after epoch,
+and ``Loader`` cuts the one stream of batches into epochs: workers are forked once, at the first
+iteration, and prefetching runs on across epoch boundaries.
+
+Why no ``paddle.io.DataLoader`` without workers: its single-process mode decodes in a thread that,
+on an exception, dies and leaves the training loop waiting forever, and that holds its iterator,
+so an unfinished iterator is never collected (its thread and prefetched batches stay for the life
+of the process). With ``num_workers=0`` the same sampler, dataset and collation run synchronously
+in the iterating thread instead.
+
+Why errors travel as data from workers: an exception raised in a worker arrives as a generic
+``SystemError``. A sample that cannot be decoded becomes a batch holding its error message
+instead, and ``Loader`` raises it as one ``CompressError`` line.
 
 ``load_arrays`` is the bounded helper for the few places that want a few hundred evaluation
 images as one array (export parity, INT8 calibration, activation criteria).
@@ -36,8 +55,10 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 @contextlib.contextmanager
 def seeded(seed: int):
-    """Python's and numpy's global generators (which the transforms draw from) set for one sample, then
-    restored: with ``num_workers=0`` the transforms run in the training process, whose streams stay as they were."""
+    """Python's and numpy's global generators, which ``paddle.vision``'s random transforms draw from,
+    seeded for one sample and restored afterwards. Samples are decoded either in worker processes
+    or, without workers, synchronously in the thread that iterates (``Loader``), so nothing else
+    draws from them in between."""
     state = random.getstate(), np.random.get_state()
     random.seed(seed)
     np.random.seed(seed)
@@ -48,8 +69,28 @@ def seeded(seed: int):
         np.random.set_state(state[1])
 
 
+@dataclass(frozen=True)
+class SampleError:
+    """A sample that could not be decoded: its message travels through the loader as data."""
+
+    message: str
+
+
+def collate(samples: list):
+    """Paddle's default collation, or, if a sample failed, a one-slot batch of its UTF-8 message."""
+    from paddle.io.dataloader.collate import default_collate_fn
+
+    failed = next((s for s in samples if isinstance(s, SampleError)), None)
+    if failed is not None:
+        return [np.frombuffer(failed.message.encode(), dtype=np.uint8)]
+    return default_collate_fn(samples)
+
+
 class ImageDataset(paddle.io.Dataset):
-    """(float32 C,H,W array, int64 label) for each image of one split; augmented when ``train``."""
+    """(float32 C,H,W array, int64 label) for each image of one split; augmented when ``train``.
+
+    An index ``epoch * len(self) + i`` is image ``i`` with the augmentation of that epoch.
+    """
 
     def __init__(self, source: Source, split: str, preprocess: Preprocess, train: bool = False, seed: int = 0):
         super().__init__()
@@ -59,19 +100,37 @@ class ImageDataset(paddle.io.Dataset):
         self.labels = source.labels(split)
         self.random = train and preprocess.augment != "none"
         self.transform = preprocess.train_transform() if self.random else preprocess.eval_transform()
-        self.seed, self.epoch = seed, 0
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, index: int):
+        epoch, i = divmod(int(index), len(self.labels))
         img = to_channels(self.source.image(self.split, i, self.preprocess.size_hint), self.preprocess.channels)
         if self.random:
-            with seeded(sample_seed(self.seed, self.epoch, int(i))):
+            with seeded(sample_seed(self.seed, epoch, i)):
                 x = self.transform(img)
         else:
             x = self.transform(img)
         return np.ascontiguousarray(x, dtype=np.float32), self.labels[i]
+
+
+class _Fetching(paddle.io.Dataset):
+    """The view of an ``ImageDataset`` the DataLoader indexes: decoding errors become ``SampleError``."""
+
+    def __init__(self, dataset: ImageDataset):
+        super().__init__()
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.dataset[index]
+        except CompressError as e:
+            return SampleError(str(e))
 
 
 class GlobalBatchSampler(paddle.io.DistributedBatchSampler):
@@ -84,6 +143,9 @@ class GlobalBatchSampler(paddle.io.DistributedBatchSampler):
     ``sync`` (training under ``paddle.DataParallel``, where every rank must step together) a last
     batch smaller than the world size is dropped on every rank; without it (evaluation), nothing is
     dropped and a rank with an empty part skips it.
+
+    Iterating it is endless: the epochs from ``self.epoch`` on, one after another (``Loader``
+    takes ``len(self)`` batches per epoch).
     """
 
     def __init__(self, dataset, global_batch_size: int, rank: int = 0, world: int = 1, shuffle: bool = False,
@@ -98,21 +160,29 @@ class GlobalBatchSampler(paddle.io.DistributedBatchSampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def global_batches(self):
-        """The epoch's global batches (index arrays): the same for every world size."""
+    def global_batches(self, epoch: int):
+        """An epoch's global batches (index arrays): the same for every world size."""
         n, b = len(self.dataset), self.global_batch_size
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
         for start in range(0, n, b):
             batch = order[start:start + b]
             if len(batch) < b and (self.drop_last or (self.sync and len(batch) < self.nranks)):
                 return
             yield batch
 
-    def __iter__(self):
-        for batch in self.global_batches():
+    def local_batches(self, epoch: int):
+        """This rank's batches of an epoch, as ``epoch * N + index`` (the epoch travels with each index)."""
+        offset = epoch * len(self.dataset)
+        for batch in self.global_batches(epoch):
             part = np.array_split(batch, self.nranks)[self.local_rank]
             if len(part):
-                yield part.tolist()
+                yield (part + offset).tolist()
+
+    def __iter__(self):
+        epoch = self.epoch
+        while True:
+            yield from self.local_batches(epoch)
+            epoch += 1
 
     def __len__(self) -> int:
         n, b, world = len(self.dataset), self.global_batch_size, self.nranks
@@ -131,21 +201,60 @@ def resolve_rank(rank: int | None = None, world: int | None = None) -> tuple[int
     return rank, world
 
 
-@dataclass
 class Loader:
-    """A ``paddle.io.DataLoader`` with its dataset and sampler. Call ``set_epoch`` before each epoch
-    (worker processes are started per epoch, with the dataset as it is then)."""
+    """Epochs of batches ``[x float32 B,C,H,W, y int64 B]`` cut from one stream: a ``paddle.io.DataLoader``
+    with worker processes, or (``num_workers=0``) the same batches decoded in the iterating thread.
 
-    dataset: ImageDataset
-    sampler: GlobalBatchSampler
-    loader: paddle.io.DataLoader
+    Iterating gives epoch ``epoch`` and then moves on to the next; ``set_epoch`` chooses one (e.g.
+    on resume). Worker processes are forked at the first iteration (or ``start``) and kept while
+    the epochs follow each other; choosing any other epoch, or leaving one unfinished, restarts
+    them. Start loaders before the training process's memory grows (see the module docstring).
+    """
+
+    def __init__(self, dataset: ImageDataset, sampler: GlobalBatchSampler, loader: paddle.io.DataLoader):
+        self.dataset, self.sampler, self.loader = dataset, sampler, loader
+        self.epoch = 0
+        self._stream, self._stream_epoch = None, None   # the open stream and the epoch it is at
 
     def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-        self.dataset.epoch = epoch
+        self.epoch = int(epoch)
+
+    def start(self) -> None:
+        """Open the stream at ``epoch`` now: workers fork and prefetch its first batches."""
+        if self._stream is None or self._stream_epoch != self.epoch:
+            self.close()
+            self.sampler.set_epoch(self.epoch)
+            self._stream = iter(self.loader) if self.loader.num_workers > 0 else self._in_process()
+            self._stream_epoch = self.epoch
+
+    def _in_process(self):
+        from paddle.io.dataloader.collate import default_collate_fn
+
+        for indices in self.sampler:
+            yield [paddle.to_tensor(a) for a in default_collate_fn([self.dataset[i] for i in indices])]
+
+    def close(self) -> None:
+        """Stop the stream: its workers exit (Paddle's reader thread holds its iterator, so an iterator
+        that is merely dropped would keep its thread for the life of the process)."""
+        stream, self._stream, self._stream_epoch = self._stream, None, None
+        shutdown = getattr(stream, "_try_shutdown_all", None)
+        if shutdown is not None:
+            shutdown()
+
+    def __del__(self):
+        self.close()
 
     def __iter__(self):
-        return iter(self.loader)
+        self.start()
+        self._stream_epoch = None  # unknown until this epoch is finished
+        for _ in range(len(self.sampler)):
+            batch = next(self._stream)
+            if len(batch) == 1:  # a SampleError's message (see ``collate``)
+                self.close()
+                raise CompressError(bytes(batch[0].numpy()).decode(errors="replace"))
+            yield batch
+        self.epoch += 1
+        self._stream_epoch = self.epoch
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -168,7 +277,11 @@ def make_loader(source: Source, split: str, preprocess: Preprocess, batch_size: 
     workers = source.default_workers if num_workers is None else int(num_workers)
     if workers < 0:
         raise CompressError(f"--num-workers must be >= 0, got {workers}")
-    return Loader(dataset, sampler, paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=workers))
+    if len(sampler) == 0:
+        raise CompressError(f"the {split} split ({len(dataset)} images) gives rank {rank} no batch of "
+                            f"{batch_size} over {world} ranks")
+    loader = paddle.io.DataLoader(_Fetching(dataset), batch_sampler=sampler, num_workers=workers, collate_fn=collate)
+    return Loader(dataset, sampler, loader)
 
 
 def load_arrays(source: Source, split: str, preprocess: Preprocess, n: int | None = None,
