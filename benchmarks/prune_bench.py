@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from compress.criteria import CRITERIA
-from compress.healing import HealConfig, prune
+from compress.workflows.prune import HealConfig, prune
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,8 +42,8 @@ def main(argv=None):
                         heal = HealConfig(epochs=a.epochs, patience=a.epochs, seed=seed)
                         r = prune(model, keep=keep, criterion=crit, out=Path(tmp) / "p.pdparams", heal=heal)
                         rows.append({"model": Path(model).stem, "keep": keep, "criterion": crit, "seed": seed,
-                                     "removed": r["plan"]["remove"], **r["accuracy"]})
-                        print(f"{Path(model).stem} keep {keep} {crit} seed {seed}: {r['accuracy']} "
+                                     "removed": r.plan.remove, **r.accuracy})
+                        print(f"{Path(model).stem} keep {keep} {crit} seed {seed}: {r.accuracy} "
                               f"[{time.time() - t0:.0f} s]", file=sys.stderr, flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"epochs": a.epochs, "seeds": seeds, "rows": rows}, indent=1))

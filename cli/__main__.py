@@ -1,3 +1,4 @@
-from compress_cli.main import run
+"""compress CLI (installed as compress_cli)."""
+from compress_cli.app import run
 
 run()

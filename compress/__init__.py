@@ -2,26 +2,20 @@
 
 The public API mirrors the CLI: every command is a function here.
 """
-import os as _os
-import warnings as _warnings
+from . import native as _native
 
-# paddle warns on import that ccache (a C++ build cache) is missing; irrelevant here.
-_warnings.filterwarnings("ignore", message="No ccache found")
+_native.quiet_environment()  # before anything imports paddle
 
-# Paddle's C++ logging (glog) is chatty on stderr; keep warnings and errors only.
-_os.environ.setdefault("GLOG_minloglevel", "2")
-# paddle2onnx's constant folding must never pip-install anything at run time.
-_os.environ.setdefault("POLYGRAPHY_AUTOINSTALL_DEPS", "0")
-
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402
 from .errors import CompressError  # noqa: E402
-from .loading import load_model, save_model, load_weights, resolve_arch  # noqa: E402
-from .training import train  # noqa: E402
-from .healing import prune  # noqa: E402
+from .models import load_model, resolve_arch, save_model  # noqa: E402
+from .weights import load_weights  # noqa: E402
 from .export import export_model  # noqa: E402
-from .evaluation import report  # noqa: E402
-from .sweep import sweep, demo  # noqa: E402
+from .workflows.inspect import describe_blocks, read_stats  # noqa: E402
+from .workflows.prune import prune  # noqa: E402
+from .workflows.report import report  # noqa: E402
+from .workflows.sweep import demo, sweep  # noqa: E402
+from .workflows.train import train  # noqa: E402
 
 __all__ = ["CompressError", "load_model", "save_model", "load_weights", "resolve_arch", "train", "prune",
-           "export_model", "report", "sweep", "demo", "__version__"]
+           "export_model", "report", "sweep", "demo", "describe_blocks", "read_stats", "__version__"]

@@ -10,8 +10,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import paddle
 
 from .errors import CompressError
+from .layers import get_sublayer, probe_forward
 
 
 @dataclass
@@ -27,8 +29,9 @@ class Context:
 
 def _need_stats(ctx: Context, name: str):
     if not ctx.stats or any(s is None for s in ctx.stats):
-        raise CompressError(f"criterion {name!r} needs survival statistics, which this model lacks; "
-                            "produce them with `compress train --drop-path-rate 0.2 --schedule adaptive`")
+        raise CompressError(f"criterion {name!r} needs survival statistics, which this model lacks; produce them "
+                            "by training with `drop_path_rate` 0.2 and `schedule` adaptive (`compress train`)",
+                            param=("drop_path_rate", "schedule"))
 
 
 def _value(s, key, missing):
@@ -87,13 +90,9 @@ def random_blocks(ctx, n):
 
 def _block_io(ctx, max_samples=256):
     """Per block: (input, output) activations on validation data, flattened per sample."""
-    import paddle
-
-    from .blocks import probe_forward
-    from .droppath import get_sublayer
-
     if ctx.data is None:
-        raise CompressError("this criterion needs data (--data, or the sidecar's data source)")
+        raise CompressError("this criterion needs images to run the model on: give `data`, or use a model whose "
+                            "sidecar names its data source", param="data")
     x = ctx.data.x_val[:max_samples] if len(ctx.data.y_val) else ctx.data.x_train[:max_samples]
     acts = {}
     handles = []
@@ -147,7 +146,7 @@ DATA_CRITERIA = {"block-influence", "angular"}
 
 def select(criterion: str, ctx: Context, n_remove: int) -> list[int]:
     if criterion not in CRITERIA:
-        raise CompressError(f"unknown criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
+        raise CompressError(f"unknown criterion {criterion!r}: use one of {', '.join(CRITERIA)}", param="criterion")
     if n_remove <= 0:
         return []
     return CRITERIA[criterion](ctx, n_remove)

@@ -17,6 +17,8 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from .layers import get_sublayer, set_sublayer
+
 
 def _bcast(mask, x):
     return mask.reshape([x.shape[0]] + [1] * (x.ndim - 1)).astype(x.dtype)
@@ -58,24 +60,6 @@ def find_own_droppath(block) -> list[str]:
             if "droppath" in type(layer).__name__.lower().replace("_", "")]
 
 
-def _set_sublayer(root, dotted: str, new):
-    parent = root
-    *head, last = dotted.split(".")
-    for part in head:
-        parent = getattr(parent, part) if not part.isdigit() else parent[int(part)]
-    if last.isdigit():
-        parent[int(last)] = new
-    else:
-        setattr(parent, last, new)
-
-
-def get_sublayer(root, dotted: str):
-    layer = root
-    for part in dotted.split("."):
-        layer = layer[int(part)] if part.isdigit() and isinstance(layer, (nn.LayerList, nn.Sequential)) else getattr(layer, part)
-    return layer
-
-
 class StochasticDepth:
     """Attach block-level DropPath to ``blocks`` of ``model``; ``rates`` is set per epoch by a schedule."""
 
@@ -100,7 +84,7 @@ class StochasticDepth:
                 original = get_sublayer(layer, name)
                 dp = DropPath()
                 dp._controller = (self, i)
-                _set_sublayer(layer, name, dp)
+                set_sublayer(layer, name, dp)
                 self._swapped.append((layer, name, original))
         return self
 
@@ -108,7 +92,7 @@ class StochasticDepth:
         for h in self._handles:
             h.remove()
         for layer, name, original in self._swapped:
-            _set_sublayer(layer, name, original)
+            set_sublayer(layer, name, original)
         self._handles, self._swapped = [], []
 
     def __enter__(self):

@@ -15,6 +15,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .blocks import Block, find_blocks
+from .layers import get_sublayer, probe_forward
+
 _ELEMENTWISE = ("relu", "relu6", "gelu", "silu", "swish", "sigmoid", "hardswish", "hardsigmoid", "tanh",
                 "leaky_relu", "softmax")
 # Paddle 3's norm layers call the C++ ops directly, not paddle.nn.functional: they are counted by layer hooks
@@ -89,9 +92,6 @@ def _patched(counter: _Counter):
 
 def count_flops(model, input_shape, blocks=()) -> tuple[int, dict[str, int]]:
     """(total MACs for one sample, MACs per block path)."""
-    from .blocks import probe_forward
-    from .droppath import get_sublayer
-
     counter = _Counter([b.path for b in blocks])
     handles = []
 
@@ -117,5 +117,11 @@ def count_flops(model, input_shape, blocks=()) -> tuple[int, dict[str, int]]:
     return counter.total, counter.per_block
 
 
-def count_params(model) -> int:
-    return int(sum(int(p.numel()) for p in model.parameters()))
+
+def blocks_with_flops(model, input_shape) -> tuple[list[Block], int]:
+    """The model's removable blocks, each with its FLOPs filled in, and the model's total FLOPs."""
+    blocks = find_blocks(model, input_shape)
+    total, per_block = count_flops(model, input_shape, blocks)
+    for b in blocks:
+        b.flops = per_block[b.path]
+    return blocks, total

@@ -14,8 +14,8 @@ Entry (input) schema — keys a caller provides per model::
     flops       int    multiply-accumulates of one forward pass at batch 1
     file_sizes  {file: bytes}  exported files, e.g. {"model.onnx": 123456}
     blocks      int    kept removable blocks
-    runtimes    list of latency records (``compress.benchmark.measure_latency`` gives them,
-                see ``compress.benchmark.group_by_label``):
+    runtimes    list of latency records (``compress.measurement.measure_latency`` gives them,
+                see ``compress.measurement.group_by_label``):
         runtime  str  "paddle", "onnxruntime", or any other name (e.g. "onnxruntime-int8")
         batch    int
         threads  int
@@ -29,7 +29,7 @@ report.json (output) schema::
     format      "compress-report/1"
     created     ISO-8601 UTC time
     baseline    name of the original every ratio is relative to (None if there is none)
-    machine     compress.benchmark.machine_info(): cpu, cores, threads, os, python, versions
+    machine     compress.measurement.machine_info(): cpu, cores, threads, os, python, versions
     settings    measurement settings (threads, warmup, runs, alternation, batch sizes)
     headline    one line, see ``headline``
     notes       list of str: how the numbers were measured and what the ratios mean
@@ -63,19 +63,14 @@ from pathlib import Path
 
 from .errors import CompressError
 from .fileio import atomic_path, write_json
+from .runtimes import runtime_label
 
 REPORT_FORMAT = "compress-report/1"
-RUNTIME_LABELS = {"paddle": "Paddle Inference", "onnxruntime": "ONNX Runtime",
-                  "onnxruntime-int8": "ONNX Runtime (int8)"}
 _RECORD_REQUIRED = ("runtime", "batch", "latency_ms_p50")
 ROW_KEYS = ("model", "path", "keep", "parent", "blocks", "accuracy", "accuracy_delta_points", "params",
             "params_ratio", "flops", "flops_ratio", "ideal_speedup", "runtime", "batch", "threads",
             "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean", "runs", "speedup",
             "latency_ratio", "pareto")
-
-
-def runtime_label(runtime: str | None) -> str:
-    return RUNTIME_LABELS.get(runtime, runtime or "-")
 
 
 # --------------------------------------------------------------------------- numbers
@@ -419,6 +414,7 @@ def _point_label(r: dict) -> str:
 
 def plot_pareto(report: dict) -> bytes:
     """PNG bytes: accuracy (%) vs p50 latency (ms) per runtime; latency ratio vs FLOPs ratio beside it."""
+    # optional heavy: only the plot needs matplotlib (the object API, no pyplot state, no display)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

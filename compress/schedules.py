@@ -28,7 +28,7 @@ class Schedule:
 
     def __init__(self, n_blocks: int, rate: float, **_):
         if not 0.0 <= rate < 1.0:
-            raise CompressError(f"--drop-path-rate must be in [0, 1), got {rate}")
+            raise CompressError(f"`drop_path_rate` must be in [0, 1), got {rate}", param="drop_path_rate")
         self.n = n_blocks
         self.rate = rate
 
@@ -62,9 +62,10 @@ class Adaptive(Schedule):
                  floor: float = 0.02, cap: float = 0.8, max_rate: float = 0.7, **_):
         super().__init__(n_blocks, rate)
         if target_keep is not None and not 0.0 < target_keep <= 1.0:
-            raise CompressError(f"--target-keep must be in (0, 1], got {target_keep}")
+            raise CompressError(f"`target_keep` must be in (0, 1], got {target_keep}", param="target_keep")
         if target_keep is not None and not rate <= max_rate < 1.0:
-            raise CompressError(f"--max-rate ({max_rate}) must be in [--drop-path-rate ({rate}), 1)")
+            raise CompressError(f"`max_rate` ({max_rate}) must be in [`drop_path_rate` ({rate}), 1)",
+                                param=("max_rate", "drop_path_rate"))
         self.target_keep = target_keep
         self.warmup = warmup
         self.floor, self.cap, self.max_rate = floor, cap, max_rate
@@ -125,5 +126,5 @@ SCHEDULES = {"uniform": Uniform, "linear": Linear, "adaptive": Adaptive}
 
 def make_schedule(name: str, n_blocks: int, rate: float, **opts) -> Schedule:
     if name not in SCHEDULES:
-        raise CompressError(f"unknown schedule {name!r}: use one of {', '.join(SCHEDULES)}")
+        raise CompressError(f"unknown schedule {name!r}: use one of {', '.join(SCHEDULES)}", param="schedule")
     return SCHEDULES[name](n_blocks, rate, **opts)

@@ -13,7 +13,6 @@ masquerade as importance. Centring compares samples of the same step.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -95,52 +94,6 @@ class SurvivalStats:
         return {"names": self.names, "sums": {k: v.tolist() for k, v in self.sums.items()}}
 
 
-
 def _f(x: float):
     """JSON has no NaN: unknown values are null."""
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
-
-def read_stats(model) -> dict:
-    """The ``stats`` command: per-block statistics from a model's sidecar, in model order."""
-    from .errors import CompressError
-    from .loading import check_weights_path, read_sidecar
-
-    path = check_weights_path(model)
-    if not path.is_file():
-        raise CompressError(f"{path}: no such file")
-    sc = read_sidecar(path)
-    if not sc.get("statistics"):
-        raise CompressError(f"{path}: no survival statistics recorded; run `compress train` with --drop-path-rate > 0")
-    sched = (sc.get("training") or {}).get("schedule") or {}
-    return {"model": str(path), "schedule": sched.get("name"), "drop_path_rate": sched.get("rate"),
-            "target_keep": sched.get("target_keep"), "blocks": sc["statistics"]}
-
-
-def plot_stats(info: dict, out) -> None:
-    """Bar chart: survival rate and importance (with standard errors) per block."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .fileio import atomic_path
-
-    blocks = info["blocks"]
-    names = [b["block"] for b in blocks]
-    x = np.arange(len(names))
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(names)), 6), sharex=True)
-    a1.bar(x, [b["survival_rate"] or 0 for b in blocks], color="tab:blue")
-    a1.set_ylabel("survival rate")
-    a1.set_ylim(0, 1.05)
-    imp = [b["importance"] if b["importance"] is not None else 0 for b in blocks]
-    err = [b["importance_stderr"] if b["importance_stderr"] is not None else 0 for b in blocks]
-    a2.bar(x, imp, yerr=err, color="tab:orange", capsize=3)
-    a2.axhline(0, color="black", lw=0.8)
-    a2.set_ylabel("importance\nE[loss|dropped] - E[loss|kept]")
-    a2.set_xticks(x, names, rotation=45, ha="right")
-    fig.suptitle(f"{Path(info['model']).name}: schedule {info['schedule']}")
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)

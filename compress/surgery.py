@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import paddle.nn as nn
 
-from .droppath import get_sublayer
 from .errors import CompressError
+from .layers import get_sublayer
 
 
 def remove_blocks(model, paths: list[str]) -> None:

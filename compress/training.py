@@ -1,7 +1,10 @@
 """Training with block-level DropPath while recording survival statistics.
 
 One loop serves ``compress train`` (from scratch or from weights) and, with a
-teacher, healing after pruning.
+teacher, healing after pruning. :func:`fit` composes named steps: the optimizer
+(:func:`make_optimizer`), stochastic depth driven by a schedule (:class:`DepthRun`),
+one optimisation step (:func:`train_step`, with :func:`distillation_loss` when there
+is a teacher), and keep-best with early stopping (:class:`KeepBest`).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import paddle
 import paddle.nn.functional as F
 
 from .droppath import StochasticDepth
+from .errors import CompressError
 from .progress import NULL, Progress
 from .schedules import make_schedule
 from .statistics import SurvivalStats
@@ -54,6 +58,8 @@ def augment(x: np.ndarray, rng: np.random.Generator, shift: int = 1) -> np.ndarr
 
 @dataclass
 class FitConfig:
+    """How to train; validates itself on construction (errors name the parameter)."""
+
     epochs: int = 10
     batch_size: int = 64
     lr: float = 2e-3
@@ -72,6 +78,15 @@ class FitConfig:
     patience: int | None = None  # early stopping on val accuracy; None = run all epochs
     keep_best: bool = False
 
+    def __post_init__(self):
+        finite = math.isfinite(self.lr) and math.isfinite(self.weight_decay)
+        if self.epochs < 0 or self.batch_size < 1 or not (finite and self.lr > 0 and self.weight_decay >= 0):
+            raise CompressError("`epochs` must be >= 0, `batch_size` >= 1, `lr` > 0 and `weight_decay` >= 0 (finite)",
+                                param=("epochs", "batch_size", "lr", "weight_decay"))
+        # the schedule checks its own options: schedule, drop_path_rate, target_keep, max_rate
+        make_schedule(self.schedule, 1, self.drop_path_rate, target_keep=self.target_keep,
+                      warmup=self.warmup_epochs, max_rate=self.max_rate)
+
 
 @dataclass
 class FitResult:
@@ -80,6 +95,154 @@ class FitResult:
     schedule: dict | None = None
     best_epoch: int | None = None
     seconds: float = 0.0
+
+
+def make_optimizer(model, config: FitConfig, steps_per_epoch: int):
+    """AdamW under a one-cycle learning rate over all steps; returns (optimizer, scheduler or None)."""
+    if config.epochs <= 0:
+        return paddle.optimizer.AdamW(learning_rate=config.lr, parameters=model.parameters(),
+                                      weight_decay=config.weight_decay), None
+    sched = paddle.optimizer.lr.OneCycleLR(max_learning_rate=config.lr, total_steps=steps_per_epoch * config.epochs,
+                                           phase_pct=0.1)
+    return paddle.optimizer.AdamW(learning_rate=sched, parameters=model.parameters(),
+                                  weight_decay=config.weight_decay), sched
+
+
+def distillation_loss(logits, teacher_logits, temperature: float, scale: float = 1.0):
+    """Knowledge distillation: KL(teacher || student) on temperature-scaled logits, summed over
+    the batch, times ``scale`` and T^2 (which keeps its gradients comparable across temperatures)."""
+    return F.kl_div(F.log_softmax(logits / temperature, axis=-1), F.softmax(teacher_logits / temperature, axis=-1),
+                    reduction="sum") * scale * temperature * temperature
+
+
+def train_step(runner, opt, xb: np.ndarray, yb: np.ndarray, config: FitConfig, scale: float, teacher=None):
+    """One optimisation step on a batch; returns (loss, per-sample task losses).
+
+    ``scale`` turns the summed loss into this process's share of the global batch's mean.
+    With a ``teacher``, the loss is ``(1 - alpha) * task + alpha * distillation``.
+    """
+    logits = runner(paddle.to_tensor(xb))
+    per_sample = F.cross_entropy(logits, paddle.to_tensor(yb), reduction="none",
+                                 label_smoothing=config.label_smoothing).reshape([-1])
+    loss = per_sample.sum() * scale
+    if teacher is not None:
+        with paddle.no_grad():
+            t_logits = teacher(paddle.to_tensor(xb))
+        loss = (1 - config.alpha) * loss + config.alpha * distillation_loss(logits, t_logits, config.temperature, scale)
+    loss.backward()
+    opt.step()
+    opt.clear_grad()
+    return loss, per_sample
+
+
+class DepthRun:
+    """Stochastic depth over ``blocks`` for one training run.
+
+    The schedule sets every epoch's per-block rates, reading a window of recent
+    statistics (halved each epoch, so the adaptive schedule follows a moving network);
+    each step's masks and per-sample losses feed both the run's statistics and the window.
+    """
+
+    def __init__(self, model, blocks, config: FitConfig):
+        self.schedule = make_schedule(config.schedule, len(blocks), config.drop_path_rate,
+                                      target_keep=config.target_keep, warmup=config.warmup_epochs,
+                                      max_rate=config.max_rate)
+        self.stats = SurvivalStats(len(blocks), [b.path for b in blocks])
+        self.window = SurvivalStats(len(blocks), [b.path for b in blocks])
+        self.sd = StochasticDepth(model, blocks, self.stats).attach()
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.sd.rates = self.schedule.rates(epoch, epochs, self.window)
+        self.window.decay(0.5)
+
+    def record(self, batch: int, per_sample) -> None:
+        masks = self.sd.step_masks(batch)
+        losses = per_sample.numpy().astype(np.float64)
+        self.stats.update(masks, losses)
+        self.window.update(masks, losses)
+
+    def rates(self) -> list[float]:
+        return [round(float(r), 4) for r in self.sd.rates]
+
+    def detach(self) -> None:
+        self.sd.detach()
+
+
+class KeepBest:
+    """Keep-best and early stopping on validation accuracy.
+
+    With ``keep_best`` the starting point competes too (:meth:`start`: healing may never
+    beat it) and :meth:`restore` puts the best state back; with ``patience`` training stops
+    after that many epochs without a better accuracy.
+    """
+
+    def __init__(self, model, keep_best: bool, patience: int | None):
+        self.model, self.keep_best, self.patience = model, keep_best, patience
+        self.best_acc, self.best_epoch, self.best_state, self.bad_epochs = -1.0, None, None, 0
+
+    def _take(self, acc: float, epoch: int) -> None:
+        self.best_acc, self.best_epoch, self.bad_epochs = acc, epoch, 0
+        self.best_state = {k: v.numpy().copy() for k, v in self.model.state_dict().items()}
+
+    def start(self, acc: float) -> None:
+        self._take(acc, 0)
+
+    def update(self, acc: float, epoch: int) -> bool:
+        """Record an epoch's validation accuracy; True when training should stop."""
+        if not self.keep_best and self.patience is None:
+            return False
+        if acc > self.best_acc:
+            self._take(acc, epoch)
+            return False
+        self.bad_epochs += 1
+        return self.patience is not None and self.bad_epochs > self.patience
+
+    def restore(self) -> None:
+        if self.keep_best and self.best_state is not None:
+            self.model.set_state_dict(self.best_state)
+
+
+@dataclass
+class _Loop:
+    """What the steps of one training run share."""
+
+    model: object
+    runner: object          # the model, or its paddle.DataParallel wrapper
+    data: object
+    config: FitConfig
+    opt: object
+    sched: object
+    teacher: object
+    depth: DepthRun | None
+    rng: np.random.Generator
+    shard: tuple[int, int]
+    steps: int
+
+    def run_epoch(self, epoch: int, advance, fields: dict) -> float:
+        """One pass over the shuffled training data; returns the mean step loss."""
+        cfg, (rank, world) = self.config, self.shard
+        if self.depth is not None:
+            self.depth.start_epoch(epoch, cfg.epochs)
+        self.model.train()
+        perm = self.rng.permutation(len(self.data.y_train))
+        losses = []
+        for step in range(self.steps):
+            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            # each rank's loss is its share of the global batch's mean, so that the
+            # gradients DataParallel averages over ranks equal one process's on the whole batch
+            if len(idx) < world:  # a tail batch too small to give every rank a sample
+                continue
+            scale = world / len(idx)
+            idx = idx[rank::world]
+            xb = augment(self.data.x_train[idx], self.rng, cfg.augment_shift)
+            loss, per_sample = train_step(self.runner, self.opt, xb, self.data.y_train[idx], cfg, scale, self.teacher)
+            if self.sched is not None:
+                self.sched.step()
+            if self.depth is not None:
+                self.depth.record(len(idx), per_sample)
+            losses.append(float(loss))
+            advance(1, epoch=f"{epoch + 1}/{cfg.epochs}", loss=losses[-1], **fields)
+        return float(np.mean(losses))
 
 
 def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Progress = NULL,
@@ -93,180 +256,38 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
     """
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
-    x_tr, y_tr = data.x_train, data.y_train
-    steps_per_epoch = max(1, math.ceil(len(y_tr) / config.batch_size))
-    total_steps = steps_per_epoch * max(1, config.epochs)
-    sched = paddle.optimizer.lr.OneCycleLR(max_learning_rate=config.lr, total_steps=total_steps, phase_pct=0.1) \
-        if config.epochs > 0 else config.lr
-    opt = paddle.optimizer.AdamW(learning_rate=sched, parameters=model.parameters(), weight_decay=config.weight_decay)
-    stats = window = sd = schedule = None
-    if blocks and config.drop_path_rate > 0:
-        schedule = make_schedule(config.schedule, len(blocks), config.drop_path_rate,
-                                 target_keep=config.target_keep, warmup=config.warmup_epochs,
-                                 max_rate=config.max_rate)
-        stats = SurvivalStats(len(blocks), [b.path for b in blocks])
-        window = SurvivalStats(len(blocks), [b.path for b in blocks])
-        sd = StochasticDepth(model, blocks, stats).attach()
+    steps = max(1, math.ceil(len(data.y_train) / config.batch_size))
+    opt, sched = make_optimizer(model, config, steps)
+    depth = DepthRun(model, blocks, config) if blocks and config.drop_path_rate > 0 else None
     if teacher is not None:
         teacher.eval()
-    runner = wrap(model) if wrap else model
-    result = FitResult(stats=stats)
-    best_acc, best_state, bad_epochs = -1.0, None, 0
+    loop = _Loop(model, wrap(model) if wrap else model, data, config, opt, sched, teacher, depth, rng, shard, steps)
+    keeper = KeepBest(model, config.keep_best, config.patience)
     if config.keep_best:  # the starting point competes too: healing may never beat it
-        best_acc, result.best_epoch = accuracy(model, data.x_val, data.y_val), 0
-        best_state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-    rank, world = shard
-    last_val: dict = {}
+        keeper.start(accuracy(model, data.x_val, data.y_val))
+    result = FitResult(stats=depth.stats if depth is not None else None)
     t0 = time.perf_counter()
     try:
-        with progress.task("training", config.epochs * steps_per_epoch) as advance:
+        with progress.task("training", config.epochs * steps) as advance:
+            last_val: dict = {}
             for epoch in range(config.epochs):
-                if sd is not None:
-                    sd.rates = schedule.rates(epoch, config.epochs, window)
-                    window.decay(0.5)
-                model.train()
-                perm = rng.permutation(len(y_tr))
-                losses = []
-                for step in range(steps_per_epoch):
-                    idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
-                    # each rank's loss is its share of the global batch's mean, so that the
-                    # gradients DataParallel averages over ranks equal one process's on the whole batch
-                    if len(idx) < world:  # a tail batch too small to give every rank a sample
-                        continue
-                    scale = world / len(idx)
-                    idx = idx[rank::world]
-                    xb = augment(x_tr[idx], rng, config.augment_shift)
-                    yb = paddle.to_tensor(y_tr[idx])
-                    logits = runner(paddle.to_tensor(xb))
-                    per_sample = F.cross_entropy(logits, yb, reduction="none",
-                                                 label_smoothing=config.label_smoothing).reshape([-1])
-                    loss = per_sample.sum() * scale
-                    if teacher is not None:
-                        with paddle.no_grad():
-                            t_logits = teacher(paddle.to_tensor(xb))
-                        tau = config.temperature
-                        kd = F.kl_div(F.log_softmax(logits / tau, axis=-1), F.softmax(t_logits / tau, axis=-1),
-                                      reduction="sum") * scale * tau * tau
-                        loss = (1 - config.alpha) * loss + config.alpha * kd
-                    loss.backward()
-                    opt.step()
-                    opt.clear_grad()
-                    if isinstance(sched, paddle.optimizer.lr.LRScheduler):
-                        sched.step()
-                    if sd is not None:
-                        masks = sd.step_masks(len(idx))
-                        ls = per_sample.numpy().astype(np.float64)
-                        stats.update(masks, ls)
-                        window.update(masks, ls)
-                    losses.append(float(loss))
-                    advance(1, epoch=f"{epoch + 1}/{config.epochs}", loss=losses[-1], **last_val)
+                loss = loop.run_epoch(epoch, advance, last_val)
                 val = accuracy(model, data.x_val, data.y_val)
                 last_val = {"val_acc": val}
-                rec = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_accuracy": val}
-                if sd is not None:
-                    rec["rates"] = [round(float(r), 4) for r in sd.rates]
+                rec = {"epoch": epoch + 1, "loss": loss, "val_accuracy": val}
+                if depth is not None:
+                    rec["rates"] = depth.rates()
                 result.history.append(rec)
-                progress.log(f"epoch {epoch + 1}/{config.epochs}: loss {rec['loss']:.4f}, val acc {val:.4f}")
-                if config.keep_best or config.patience is not None:
-                    if val > best_acc:
-                        best_acc, bad_epochs, result.best_epoch = val, 0, epoch + 1
-                        best_state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-                    else:
-                        bad_epochs += 1
-                        if config.patience is not None and bad_epochs > config.patience:
-                            progress.log(f"early stop after epoch {epoch + 1} (best {result.best_epoch})")
-                            break
+                progress.log(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, val acc {val:.4f}")
+                if keeper.update(val, epoch + 1):
+                    progress.log(f"early stop after epoch {epoch + 1} (best {keeper.best_epoch})")
+                    break
     finally:
-        if sd is not None:
-            sd.detach()
-    if best_state is not None and config.keep_best:
-        model.set_state_dict(best_state)
+        if depth is not None:
+            depth.detach()
+    keeper.restore()
     model.eval()
-    result.schedule = schedule.describe() if schedule is not None else None
+    result.best_epoch = keeper.best_epoch
+    result.schedule = depth.schedule.describe() if depth is not None else None
     result.seconds = time.perf_counter() - t0
     return result
-
-
-# --------------------------------------------------------------------------- the `train` command
-def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=None, data: str = "digits",
-          input_shape=None, config: FitConfig | None = None, progress: Progress = NULL) -> dict:
-    """Train (or fine-tune ``init``) under stochastic depth; write weights + sidecar to ``out``.
-
-    Returns the sidecar that was written.
-    """
-    from pathlib import Path
-
-    from .blocks import find_blocks
-    from .data import load_data, stored_source
-    from .errors import CompressError
-    from .flops import count_flops, count_params
-    from .loading import (ArchSpec, build_model, canonical_spec, check_num_classes, check_weights_path,
-                          default_input_shape, load_model, resolve_arch, save_model)
-
-    config = config or FitConfig()
-    if not 0.0 <= config.drop_path_rate < 1.0:  # also false for NaN
-        raise CompressError(f"--drop-path-rate must be in [0, 1), got {config.drop_path_rate}")
-    if config.epochs < 0 or config.batch_size < 1 or not (math.isfinite(config.lr) and config.lr > 0) \
-            or not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
-        raise CompressError("--epochs must be >= 0, --batch-size >= 1, --lr > 0 and --weight-decay >= 0 (finite)")
-    make_schedule(config.schedule, 8, config.drop_path_rate, target_keep=config.target_keep,
-                  warmup=config.warmup_epochs, max_rate=config.max_rate)  # validate its flags before any work
-    out = check_weights_path(out)
-    if init is not None and Path(init).resolve() == out.resolve():
-        raise CompressError(f"--out {out} would overwrite the input model; choose another path")
-    lineage = []
-    if init is not None:
-        bundle = load_model(init, arch=arch, arch_kwargs=arch_kwargs, input_shape=input_shape)
-        model, base = bundle.model, bundle.sidecar
-        shape = tuple(base["input_shape"])
-        spec = ArchSpec(base["arch"]["spec"], base["arch"].get("kwargs", {}))
-        lineage = list(base.get("lineage", [])) + [{"parent": str(init), "step": "train"}]
-        removed = base.get("removed_blocks", [])
-    else:
-        if arch is None:
-            raise CompressError("give --arch (a shipped name, module:callable or file.py:callable) or an initial model")
-        spec = ArchSpec(canonical_spec(arch), arch_kwargs or {})
-        resolve_arch(arch)  # fail early on an unknown architecture
-        shape = tuple(input_shape) if input_shape else default_input_shape(arch)
-        if shape is None:
-            raise CompressError(f"--input-shape C,H,W is needed for {arch}")
-        model, removed = None, []
-    progress.log(f"loading data {data!r} at input shape {shape}")
-    ds = load_data(data, shape)
-    if model is None:
-        seed_everything(config.seed)
-        model = build_model(spec, shape, ds.num_classes)
-    check_num_classes(model, shape, ds.num_classes)
-    blocks = find_blocks(model, shape)
-    total_flops, per_block = count_flops(model, shape, blocks)
-    for b in blocks:
-        b.flops = per_block[b.path]
-    if config.drop_path_rate > 0 and not blocks:
-        raise CompressError("the model has no removable blocks, so DropPath has nothing to act on")
-    progress.log(f"{len(blocks)} removable blocks; training {config.epochs} epochs")
-    res = fit(model, ds, config, blocks=blocks, progress=progress)
-    test_acc = accuracy(model, ds.x_test, ds.y_test)
-    val_acc = accuracy(model, ds.x_val, ds.y_val)
-    sidecar = {
-        "arch": spec.to_json(),
-        "input_shape": list(shape),
-        "num_classes": ds.num_classes,
-        "class_names": ds.class_names,
-        "data": {**ds.describe(), "source": stored_source(data)},
-        "preprocess": {"layout": "NCHW", "range": [0, 1], "mean": 0.5, "std": 0.5,
-                       "note": "pixels scaled to [0,1], then (x - mean) / std"},
-        "removed_blocks": removed,
-        "blocks": [b.to_json() for b in blocks],
-        "params": count_params(model),
-        "flops": total_flops,
-        "training": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
-                     "seed": config.seed, "drop_path_rate": config.drop_path_rate, "schedule": res.schedule,
-                     "seconds": round(res.seconds, 2), "history": res.history},
-        "statistics": res.stats.summary() if res.stats is not None else None,
-        "statistics_sums": res.stats.to_json() if res.stats is not None else None,
-        "metrics": {"test_accuracy": test_acc, "val_accuracy": val_acc},
-        "lineage": lineage,
-    }
-    save_model(model, out, sidecar)
-    progress.log(f"wrote {out} (test accuracy {test_acc:.4f})")
-    return sidecar

@@ -22,10 +22,14 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import importlib.util
+import inspect
 import json
 import os
 import sys
 from pathlib import Path
+
+import paddle
+import paddle.vision.models as zoo
 
 from .errors import CompressError
 from .fileio import sha256, write_json
@@ -92,7 +96,7 @@ def remember(spec: str) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_suffix(".lock"), "a") as lock:
             with contextlib.suppress(ImportError, OSError):
-                import fcntl
+                import fcntl  # POSIX only: elsewhere the list is written without a lock
 
                 fcntl.flock(lock, fcntl.LOCK_EX)
             archs = _read_store()
@@ -183,13 +187,7 @@ def check_sidecar_arch(spec: str, kwargs: dict | None, near: Path | None = None)
 def check_imported(spec: str, how: str, obj) -> None:
     """Check the object a sidecar names before anything calls it: an entry of Paddle's zoo
     (``paddle-zoo``), or a ``paddle.nn.Layer`` subclass (``layer-class``)."""
-    import inspect
-
-    import paddle
-
     if how == "paddle-zoo":
-        import paddle.vision.models as zoo
-
         if split_spec(spec)[1] not in zoo.__all__:
             raise CompressError(f"the sidecar names {spec}, which is not one of paddle.vision.models' models")
     elif how == "layer-class" and not (inspect.isclass(obj) and issubclass(obj, paddle.nn.Layer)):
@@ -204,10 +202,6 @@ def remember_if_needed(spec: str) -> None:
     if not target.endswith(".py") and target == PADDLE_ZOO:
         return
     if not target.endswith(".py") and "." not in name and _installed(target, None) is None:
-        import inspect
-
-        import paddle
-
         obj = sys.modules.get(target)
         obj = getattr(obj, name, None) if obj is not None else None
         if inspect.isclass(obj) and issubclass(obj, paddle.nn.Layer):

@@ -1,7 +1,7 @@
 """Shared CLI test helpers."""
 from typer.testing import CliRunner
 
-from compress_cli.main import app
+from compress_cli.app import app
 
 runner = CliRunner()
 

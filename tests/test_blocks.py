@@ -1,7 +1,8 @@
 
-from compress.blocks import describe_blocks, find_blocks
+from compress.blocks import find_blocks
 from compress.architectures import ARCHITECTURES
-from compress.loading import ArchSpec, build_model
+from compress.models import ArchSpec, build_model
+from compress.workflows.inspect import describe_blocks
 from tiny_models import TinyCNN, TinyTransformer
 
 

@@ -72,7 +72,7 @@ def test_wrapped_block_drop_is_identity_and_keep_scaled():
 
 def test_own_droppath_is_driven_with_one_mask_per_block():
     from compress.architectures import DropPath as TimmStyle
-    from compress.loading import ArchSpec, build_model
+    from compress.models import ArchSpec, build_model
 
     paddle.seed(0)
     model = build_model(ArchSpec("vit_tiny", {"depth": 2, "dim": 16, "heads": 2}), (1, 16, 16), 10)

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from compress_cli.main import app
+from compress_cli.app import app
 
 import compress.export as ex
+import compress.export.int8 as int8_export
+import compress.runtimes.onnx as onnx_runtime
 from compress.errors import EXIT_ACCURACY, EXIT_PARITY
 from compress.fileio import sha256
 
@@ -52,7 +54,7 @@ def test_json_output_is_export_json(exported):
 
 def test_files_written_and_loadable(exported, tiny_model):
     from compress.data import load_data
-    from compress.loading import load_model
+    from compress.models import load_model
 
     _, out = exported
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
@@ -103,7 +105,7 @@ def test_onnx_only_fixed_batch_human_summary(tiny_model, tmp_path, capfd):
 
 def test_parity_failure_exits_3_and_writes_nothing(tiny_model, tmp_path, monkeypatch):
     real = ex.run_onnx
-    monkeypatch.setattr(ex, "run_onnx", lambda s, x: real(s, x) + np.float32(1e-3))
+    monkeypatch.setattr(onnx_runtime, "run_onnx", lambda s, x: real(s, x) + np.float32(1e-3))
     out = tmp_path / "out"
     res = run(tiny_model, "--out", out)
     assert res.exit_code == EXIT_PARITY
@@ -202,11 +204,11 @@ def test_int8_calibration_data_from_npz(trained_resnet, tmp_path):
 
 
 def test_int8_accuracy_gate_exits_4_and_writes_nothing(tiny_model, tmp_path, monkeypatch):
-    class Miscalibrated(ex._CalibrationReader):  # ranges from near-black images: real inputs saturate
+    class Miscalibrated(int8_export._CalibrationReader):  # ranges from near-black images: real inputs saturate
         def __init__(self, x, batch, name):
             super().__init__(x * 1e-3, batch, name)
 
-    monkeypatch.setattr(ex, "_CalibrationReader", Miscalibrated)
+    monkeypatch.setattr(int8_export, "_CalibrationReader", Miscalibrated)
     out = tmp_path / "q"
     res = run(tiny_model, "--out", out, "--int8", "--format", "onnx", "--max-acc-drop", "0.5")
     assert res.exit_code == EXIT_ACCURACY, res.output
@@ -218,7 +220,8 @@ def _pruned_bundle(tiny_model, tmp_path, removed):
     """The tiny model with blocks removed: through compress.surgery + the sidecar if it exists, else inline."""
     import paddle
 
-    from compress.loading import load_model, read_sidecar, save_model
+    from compress.models import load_model, save_model
+    from compress.sidecar import read_sidecar
 
     bundle = load_model(tiny_model)
     for path in removed:
@@ -234,7 +237,7 @@ def _pruned_bundle(tiny_model, tmp_path, removed):
 
 
 def test_removed_blocks_are_gone_from_both_graphs(exported, tiny_model, tmp_path):
-    from compress.loading import load_model
+    from compress.models import load_model
 
     removed = ["stages.0.1", "stages.1.2"]
     model = load_model(tiny_model).model

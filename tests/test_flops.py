@@ -2,7 +2,8 @@ import paddle
 import paddle.nn as nn
 
 from compress.blocks import find_blocks
-from compress.flops import count_flops, count_params
+from compress.flops import count_flops
+from compress.layers import count_params
 from tiny_models import TinyCNN
 
 
@@ -14,7 +15,7 @@ def test_conv_and_linear_match_paddle_flops():
 
 
 def test_close_to_paddle_flops_on_the_shipped_resnet():
-    from compress.loading import ArchSpec, build_model
+    from compress.models import ArchSpec, build_model
 
     model = build_model(ArchSpec("resnet_tiny"), (1, 16, 16), 10)
     ours, _ = count_flops(model, (1, 16, 16))

@@ -2,7 +2,8 @@ import numpy as np
 import paddle
 
 from compress.blocks import find_blocks
-from compress.flops import count_flops, count_params
+from compress.flops import count_flops
+from compress.layers import count_params
 from compress.surgery import remove_blocks
 from tiny_models import TinyCNN, TinyTransformer
 

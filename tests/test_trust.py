@@ -9,7 +9,8 @@ from tiny_models import TinyCNN
 
 from compress import trust
 from compress.errors import CompressError
-from compress.loading import resolve_arch, sidecar_path
+from compress.models import resolve_arch
+from compress.sidecar import sidecar_path
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@
 - ``load_arrays``: a bounded number of evaluation-transformed images as one array;
 - ``load_data``: the transitional whole-split arrays (``compat``), until part 2 of issue 9.
 """
-from .compat import ArrayData, load_data
+from .compat import ArrayData, Dataset, load_data
 from .files import FolderSource, ListSource
 from .images import IMAGE_SUFFIXES, MAX_PIXELS, check_images, load_image, to_channels
 from .loader import GlobalBatchSampler, ImageDataset, Loader, load_arrays, make_loader, resolve_rank
@@ -17,7 +17,7 @@ from .sources import SPLIT_SEED, SPLITS, DigitsSource, Source
 from .transforms import Preprocess
 
 __all__ = [
-    "ArrayData", "DATA_SOURCES", "DigitsSource", "FolderSource", "GlobalBatchSampler", "IMAGE_SUFFIXES",
+    "ArrayData", "DATA_SOURCES", "Dataset", "DigitsSource", "FolderSource", "GlobalBatchSampler", "IMAGE_SUFFIXES",
     "ImageDataset", "ListSource", "Loader", "MAX_PIXELS", "NpzSource", "Preprocess", "SPLITS", "SPLIT_SEED",
     "Source", "check_images", "load_arrays", "load_data", "load_image", "make_loader", "open_source",
     "resolve_rank", "source_kind", "stored_source", "to_channels",

@@ -41,6 +41,8 @@ class ArrayData:
         return dict(self.record)
 
 
+Dataset = ArrayData  # the name the code base imports (transitional)
+
 _CACHE: dict = {}
 
 

@@ -21,6 +21,7 @@ import warnings
 from typing import Iterable
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import CompressError
 
@@ -41,8 +42,6 @@ def _fail(path, reason: str) -> CompressError:
 def _open_capped(path, max_pixels: int):
     """``Image.open`` with PIL's decompression-bomb limit set to our cap (it raises above twice the
     limit before reading any pixel data; between one and two times, our own check refuses)."""
-    from PIL import Image
-
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
@@ -56,8 +55,6 @@ def _open_capped(path, max_pixels: int):
 @contextlib.contextmanager
 def open_image(path, max_pixels: int = MAX_PIXELS):
     """``PIL.Image.open`` with every failure turned into one ``CompressError`` naming the file."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         if os.path.getsize(path) == 0:
             raise _fail(path, "unreadable image (empty file, 0 bytes)")
@@ -114,16 +111,12 @@ def check_images(paths: Iterable[str], max_pixels: int = MAX_PIXELS) -> int:
 
 def _from_16bit(im):
     """16-bit (or 32-bit integer) grey scaled to 8 bits: 0..65535 -> 0..255, rounded, not clipped at 255."""
-    from PIL import Image
-
     a = np.asarray(im).astype(np.int64)
     a = (np.clip(a, 0, 65535) * 255 + 32767) // 65535
     return Image.fromarray(a.astype(np.uint8), "L")
 
 
 def _over_white(im, grey: bool):
-    from PIL import Image
-
     rgba = im.convert("RGBA")
     bg = Image.new("RGBA", rgba.size, (ALPHA_BACKGROUND,) * 3 + (255,))
     out = Image.alpha_composite(bg, rgba).convert("RGB")
@@ -145,8 +138,6 @@ def to_8bit(im):
 
 def load_image(path, size_hint: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS):
     """Decode one file to 8-bit ``L``/``RGB``; a JPEG at the smallest DCT scale >= ``size_hint`` (w, h)."""
-    from PIL import ImageOps
-
     with open_image(path, max_pixels) as im:
         try:
             if size_hint is not None and im.format == "JPEG":
@@ -166,8 +157,6 @@ def to_channels(im, channels: int):
 
 def array_to_image(a: np.ndarray, multiplier: float = 1.0):
     """An H,W or H,W,C (C = 1 or 3) array of pixel values / ``multiplier`` -> an 8-bit PIL image."""
-    from PIL import Image
-
     if a.dtype != np.uint8 or multiplier != 1.0:
         a = np.clip(np.rint(a.astype(np.float32) * multiplier), 0, 255).astype(np.uint8)
     if a.ndim == 3 and a.shape[2] == 1:

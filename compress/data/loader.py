@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import paddle
+from paddle.io.dataloader.collate import default_collate_fn
 
 from ..errors import CompressError
 from .images import to_channels
@@ -78,8 +79,6 @@ class SampleError:
 
 def collate(samples: list):
     """Paddle's default collation, or, if a sample failed, a one-slot batch of its UTF-8 message."""
-    from paddle.io.dataloader.collate import default_collate_fn
-
     failed = next((s for s in samples if isinstance(s, SampleError)), None)
     if failed is not None:
         return [np.frombuffer(failed.message.encode(), dtype=np.uint8)]
@@ -228,8 +227,6 @@ class Loader:
             self._stream_epoch = self.epoch
 
     def _in_process(self):
-        from paddle.io.dataloader.collate import default_collate_fn
-
         for indices in self.sampler:
             yield [paddle.to_tensor(a) for a in default_collate_fn([self.dataset[i] for i in indices])]
 

@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import CompressError
+from .images import array_to_image
 
 SPLIT_SEED = 0  # the split never depends on the training seed
 SPLITS = ("train", "val", "test")
@@ -29,7 +30,7 @@ RULE_CARVED = f"given train and held-out test; val = stratified {VAL_FRACTION:.0
 
 def stratified_split(labels: np.ndarray, where: str) -> dict[str, np.ndarray]:
     """Indices of a 60/20/20 train/val/test split, stratified when every class has >= 5 images."""
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # optional heavy: only when a split is made
 
     idx = np.arange(len(labels))
     strat = labels if np.bincount(labels).min() >= 5 else None
@@ -44,7 +45,7 @@ def stratified_split(labels: np.ndarray, where: str) -> dict[str, np.ndarray]:
 
 def carve_val(train: np.ndarray, labels: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Split ``train`` (indices) into train and a seeded 10 % validation part, stratified when possible."""
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # optional heavy: only when a split is made
 
     n = len(train)
     if n < 2:
@@ -132,7 +133,7 @@ class DigitsSource(Source):
     builtin = True
 
     def __init__(self):
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # optional heavy: only the digits source needs it
 
         d = load_digits()
         self._pixels = d.images.astype(np.float32) * (255.0 / 16.0)   # 0..255, rounded at decode
@@ -149,6 +150,4 @@ class DigitsSource(Source):
         return cls()
 
     def _load(self, item: int, size_hint):
-        from .images import array_to_image
-
         return array_to_image(self._pixels[item])

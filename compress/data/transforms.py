@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from paddle.vision import transforms as T
+
+from ..errors import CompressError
+
 PREPROCESS_FORMAT = "compress-preprocess/1"
 NORMALIZATIONS = {
     # name: (mean, std) per RGB channel, on pixels scaled to [0, 1]
@@ -26,8 +30,6 @@ INTERPOLATION = "bilinear"
 
 
 def _check_choice(name: str, value: str, choices) -> None:
-    from ..errors import CompressError
-
     if value not in choices:
         raise CompressError(f"--{name} must be one of {', '.join(choices)}; got {value!r}")
 
@@ -52,8 +54,6 @@ class Preprocess:
     augment: str = "none"
 
     def __post_init__(self):
-        from ..errors import CompressError
-
         shape = tuple(int(v) for v in self.input_shape)
         if len(shape) != 3 or shape[0] not in (1, 3) or min(shape[1:]) < 1:
             raise CompressError(f"input shape must be C,H,W with C 1 or 3 and H, W >= 1; got {list(self.input_shape)}")
@@ -100,28 +100,20 @@ class Preprocess:
 
     # ------------------------------------------------------------------ transforms
     def _resize_ops(self) -> list:
-        from paddle.vision import transforms as T
-
         if self.resize == "exact":
             return [T.Resize(self.size, interpolation=INTERPOLATION)]
         return [T.Resize(self.short_side, interpolation=INTERPOLATION), T.CenterCrop(self.size)]
 
     def _to_array_ops(self) -> list:
-        from paddle.vision import transforms as T
-
         return [T.Transpose((2, 0, 1)),
                 T.Normalize([m * 255 for m in self.mean], [s * 255 for s in self.std], data_format="CHW")]
 
     def eval_transform(self):
         """PIL image (already ``L``/``RGB`` for this model) -> float32 C,H,W; deterministic."""
-        from paddle.vision import transforms as T
-
         return T.Compose(self._resize_ops() + self._to_array_ops())
 
     def train_transform(self):
         """The eval transform with this recipe's augmentation; random, driven by ``random`` and ``numpy``."""
-        from paddle.vision import transforms as T
-
         if self.augment == "none":
             return self.eval_transform()
         if self.augment == "light":
@@ -153,8 +145,6 @@ class Preprocess:
     @classmethod
     def from_json(cls, record: dict, input_shape=None) -> "Preprocess":
         """Read a sidecar's ``preprocess``; a record from before this format means exact/half."""
-        from ..errors import CompressError
-
         if not isinstance(record, dict):
             raise CompressError(f"preprocess must be a JSON object, got {type(record).__name__}")
         if record.get("format") is None:  # written before streaming data: exact resize, (x - 0.5) / 0.5

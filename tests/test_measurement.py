@@ -1,129 +1,14 @@
 """Latency measurement on real runtimes: Paddle Inference and ONNX Runtime on tiny exported models."""
+import json
 import os
-from pathlib import Path
 
-os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
-os.environ.setdefault("GLOG_minloglevel", "2")
+import pytest
 
-import json  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from compress.benchmark import (  # noqa: E402
-    RUNTIMES, Target, group_by_label, machine_info, make_runner, measure_latency, percentiles_ms)
-from compress.errors import CompressError  # noqa: E402
+from compress.errors import CompressError
+from compress.measurement import Target, group_by_label, machine_info, measure_latency, percentiles_ms
 
 SHAPE = (1, 16, 16)
 STAT_KEYS = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean")
-
-
-def _net(width):
-    import paddle
-
-    class Net(paddle.nn.Layer):
-        def __init__(self):
-            super().__init__()
-            self.conv = paddle.nn.Conv2D(1, width, 3, padding=1)
-            self.bn = paddle.nn.BatchNorm2D(width)
-            self.fc = paddle.nn.Linear(width * 16 * 16, 10)
-
-        def forward(self, x):
-            y = paddle.nn.functional.relu(self.bn(self.conv(x)))
-            return self.fc(paddle.flatten(y, 1))
-
-    return Net()
-
-
-def _export(model, d):
-    import paddle
-
-    from compress.export import _paddle2onnx  # paddle2onnx with its run-time pip installs kept off
-
-    paddle.jit.save(model, f"{d}/paddle/model", input_spec=[paddle.static.InputSpec([None, *SHAPE], "float32", "x")])
-    _paddle2onnx(Path(f"{d}/paddle/model.json"), Path(f"{d}/paddle/model.pdiparams"), Path(f"{d}/model.onnx"), 17)
-    assert os.path.getsize(f"{d}/model.onnx") > 0
-
-
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    """Two tiny exported models (different widths) and their dygraph originals."""
-    import paddle
-
-    paddle.seed(0)
-    out = {}
-    for name, width in (("big", 8), ("small", 2)):
-        model = _net(width)
-        model.eval()
-        d = tmp_path_factory.mktemp(name)
-        _export(model, d)
-        out[name] = (d, model)
-    return out
-
-
-def _dygraph(model, x):
-    import paddle
-
-    with paddle.no_grad():
-        return model(paddle.to_tensor(x)).numpy()
-
-
-def test_registry_names():
-    assert set(RUNTIMES) == {"paddle", "onnxruntime"}
-
-
-@pytest.mark.parametrize("batch", [1, 5])
-def test_runners_agree_with_each_other_and_dygraph(exports, batch):
-    d, model = exports["big"]
-    x = np.random.default_rng(1).standard_normal((batch, *SHAPE), dtype=np.float32)
-    ref = _dygraph(model, x)
-    outs = {
-        "paddle+onednn": make_runner("paddle", d, threads=1, onednn=True),
-        "paddle": make_runner("paddle", d, threads=1, onednn=False),
-        "onnxruntime": make_runner("onnxruntime", d, threads=1),
-    }
-    results = {}
-    for name, runner in outs.items():
-        y = runner.run(x)
-        y2 = runner.run(x[:1])  # handles are reused across shapes
-        assert y.shape == (batch, 10), name
-        np.testing.assert_allclose(y, ref, atol=1e-4, rtol=0, err_msg=name)
-        np.testing.assert_allclose(y2, ref[:1], atol=1e-4, rtol=0, err_msg=name)
-        results[name] = y
-    np.testing.assert_allclose(results["paddle"], results["onnxruntime"], atol=1e-4, rtol=0)
-    np.testing.assert_allclose(results["paddle+onednn"], results["onnxruntime"], atol=1e-4, rtol=0)
-
-
-def test_runners_read_input_shape_and_accept_paths(exports):
-    d, _ = exports["big"]
-    assert make_runner("onnxruntime", d).input_shape == SHAPE
-    assert make_runner("paddle", d).input_shape == SHAPE
-    # an .onnx file directly (e.g. model.int8.onnx), and the paddle/ subdirectory or model.json
-    assert make_runner("onnxruntime", d / "model.onnx").path == d / "model.onnx"
-    assert make_runner("paddle", d / "paddle").input_shape == SHAPE
-    assert make_runner("paddle", d / "paddle" / "model.json").input_shape == SHAPE
-    assert make_runner("paddle", d, threads=2, onednn=False).describe() == {
-        "runtime": "paddle", "path": str(d / "paddle" / "model.json"), "threads": 2, "onednn": False}
-
-
-def test_runner_errors(exports, tmp_path):
-    d, _ = exports["big"]
-    with pytest.raises(CompressError, match="unknown runtime"):
-        make_runner("tensorrt", d)
-    with pytest.raises(CompressError, match="no Paddle Inference model"):
-        make_runner("paddle", tmp_path)
-    with pytest.raises(CompressError, match="no such ONNX model"):
-        make_runner("onnxruntime", tmp_path)
-    (tmp_path / "model.onnx").write_bytes(b"")
-    with pytest.raises(CompressError, match="empty ONNX"):
-        make_runner("onnxruntime", tmp_path)
-    (tmp_path / "model.onnx").write_bytes(b"not onnx")
-    with pytest.raises(CompressError, match="ONNX Runtime cannot load"):
-        make_runner("onnxruntime", tmp_path)
-    with pytest.raises(CompressError, match="no option onednn"):
-        make_runner("onnxruntime", d, onednn=False)
-    with pytest.raises(CompressError, match="threads"):
-        make_runner("onnxruntime", d, threads=0)
 
 
 def test_measure_latency_alternates_and_reports_percentiles(exports):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from compress.sweep import demo, parse_keeps
+from compress.workflows.sweep import demo, parse_keeps
 from compress.errors import CompressError
 from helpers import invoke, one_line_error
 

@@ -1,4 +1,4 @@
-"""`compress export` command (registered on the shared typer app)."""
+"""`compress export`: Paddle Inference and ONNX (optionally INT8), each verified on real test images."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +6,10 @@ from typing import Optional
 
 import typer
 
-from compress.export import DEFAULT_FORMATS, DEFAULT_OPSET, EXPORTERS, MAX_OPSET, MIN_OPSET
+from compress.export import DEFAULT_FORMATS, DEFAULT_OPSET, EXPORTERS, MAX_OPSET, MIN_OPSET, ExportOptions, export_model
 
-from .main import app, emit_json, friendly, stdout  # noqa: F401
-from .progress import RichProgress
+from ..output import emit_json, stdout
+from ..progress import RichProgress
 
 
 def _size(n: int) -> str:
@@ -20,8 +20,6 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-@app.command()
-@friendly
 def export(
     model: Path = typer.Argument(..., help="A .pdparams/.safetensors model written by compress (with its sidecar)."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to create (must not exist, or be empty)."),
@@ -39,26 +37,27 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print export.json to stdout."),
 ):
     """Export to Paddle Inference and ONNX (optionally INT8), each verified on real test images."""
-    from compress.export import export_model
-
-    info = export_model(model, out, formats=fmt, opset=opset, batch=batch, int8=int8, calib_data=calib_data,
-                        max_acc_drop=max_acc_drop / 100.0, atol=atol, force=force, progress=RichProgress())
+    options = ExportOptions(formats=fmt, opset=opset, batch=batch, int8=int8, calib_data=calib_data,
+                            max_acc_drop=max_acc_drop / 100.0, atol=atol, force=force)
+    info = export_model(model, out, options, progress=RichProgress())
     if as_json:
         return emit_json(info)
+    _print_export(info, model, out)
+
+
+def _print_export(info: dict, model: Path, out: Path) -> None:
     opset_txt = f", opset {info['opset']}" if info.get("opset") else ""
     stdout.print(f"exported {model} -> {out} (batch {info['batch']}{opset_txt}, "
                  f"{info['seconds']['total']:.1f} s)")
     for rel, f in info["files"].items():
         stdout.print(f"  {rel:<26} {_size(f['bytes']):>10}  sha256 {f['sha256'][:12]}")
-    par = info["parity"]
-    for name, fig in par["runtimes"].items():
+    for name, fig in info["parity"]["runtimes"].items():
         stdout.print(f"  parity {name:<24} max abs diff {fig['max_abs_diff']:.1e}, "
                      f"argmax {fig['argmax_agreement'] * 100:.1f}% on {fig['n_inputs']} test images")
     if "int8" in info:
         q = info["int8"]
         stdout.print(f"  int8 accuracy {q['int8_accuracy'] * 100:.2f}% vs fp32 {q['fp32_accuracy'] * 100:.2f}% "
                      f"(drop {q['accuracy_drop'] * 100:.2f} points, allowed {q['max_accuracy_drop'] * 100:.2f})")
-    g = info.get("graphs", {})
-    parts = [f"{k}: {v['ops']} ops, {v['param_elements']:,} params" for k, v in g.items()]
+    parts = [f"{k}: {v['ops']} ops, {v['param_elements']:,} params" for k, v in info["graphs"].items()]
     if parts:
         stdout.print("  graphs " + "; ".join(parts))

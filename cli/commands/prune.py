@@ -1,4 +1,4 @@
-"""`compress prune` command (registered on the shared typer app)."""
+"""`compress prune`: remove blocks, heal by distillation."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +9,10 @@ from rich.table import Table
 
 from compress.criteria import CRITERIA, DEFAULT_CRITERION
 from compress.errors import CompressError
+from compress.workflows.prune import HealConfig, prune as prune_model
 
-from .main import app, emit_json, friendly, stdout
-from .progress import RichProgress
+from ..output import emit_json, stdout
+from ..progress import RichProgress
 
 
 def _parse_blocks(text: str | None) -> list[int] | None:
@@ -27,8 +28,6 @@ def _pct(v):
     return "-" if v is None else f"{v * 100:.2f}%"
 
 
-@app.command()
-@friendly
 def prune(
     model: Path = typer.Argument(..., help="A model written by compress (weights + sidecar)."),
     keep: Optional[float] = typer.Option(None, help="Share of removable blocks to keep, in (0, 1]; round(K*L) blocks stay (halves round up), at least one."),
@@ -36,46 +35,47 @@ def prune(
     criterion: str = typer.Option(DEFAULT_CRITERION, help=f"How blocks are chosen: {', '.join(CRITERIA)}."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output weights (default: MODEL.keepK.pdparams)."),
     data: Optional[str] = typer.Option(None, help="Healing data (default: the sidecar's)."),
-    epochs: int = typer.Option(5, min=0, help="Healing epochs (0: prune without healing)."),
-    batch_size: int = typer.Option(64, min=1),
+    epochs: int = typer.Option(5, help="Healing epochs (0: prune without healing)."),
+    batch_size: int = typer.Option(64),
     lr: float = typer.Option(5e-4),
     distill: bool = typer.Option(True, "--distill/--no-distill", help="Distil from the unpruned model while healing."),
     temperature: float = typer.Option(2.0),
     alpha: float = typer.Option(0.5, help="Weight of the distillation term (1 - alpha on the task loss)."),
-    patience: int = typer.Option(2, min=0, help="Early stopping: epochs without a better val accuracy."),
+    patience: int = typer.Option(2, help="Early stopping: epochs without a better val accuracy."),
     seed: int = typer.Option(0),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; write nothing."),
     export: Optional[Path] = typer.Option(None, "--export", help="Export the healed model to this directory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Remove the blocks the network learned to live without, then heal it by distillation."""
-    from compress.healing import HealConfig, prune as prune_fn
-
     cfg = HealConfig(epochs=epochs, batch_size=batch_size, lr=lr, distill=distill, temperature=temperature,
                      alpha=alpha, patience=patience, seed=seed)
-    res = prune_fn(model, keep=keep, blocks=_parse_blocks(blocks), criterion=criterion, out=out, data=data,
-                   heal=cfg, dry_run=dry_run, export_dir=export, progress=RichProgress())
-    if not res["written"] and not dry_run:
+    res = prune_model(model, keep=keep, blocks=_parse_blocks(blocks), criterion=criterion, out=out, data=data,
+                      heal=cfg, dry_run=dry_run, export_dir=export, progress=RichProgress())
+    if not res.written and not dry_run:
         return  # a non-zero rank under paddle.distributed.launch
     if as_json:
         return emit_json(res)
-    p = res["plan"]
-    t = Table(title=f"{'plan' if dry_run else 'pruned'}: {p['blocks_before']} -> {p['blocks_after']} blocks "
-                    f"({p['criterion']})", show_header=True)
-    t.add_column("")
-    t.add_column("before", justify="right")
-    t.add_column("after", justify="right")
-    t.add_row("blocks", str(p["blocks_before"]), str(p["blocks_after"]))
-    t.add_row("params", f"{p['params_before']:,}", f"{p['params_after']:,}")
-    t.add_row("FLOPs", f"{p['flops_before']:,}", f"{p['flops_after']:,}")
-    stdout.print(t)
-    stdout.print(f"removed blocks: {', '.join(f'{i} ({path})' for i, path in zip(p['remove'], p['remove_paths'])) or 'none'}")
+    _print_plan(res.plan, dry_run)
     if dry_run:
         stdout.print("dry run: nothing written")
         return
-    acc = res["accuracy"]
+    acc = res.accuracy
     stdout.print(f"test accuracy: original {_pct(acc.get('original'))}, after removal {_pct(acc.get('after_removal'))}, "
                  f"after healing {_pct(acc.get('after_healing'))}")
-    stdout.print(f"wrote {res['out']}")
-    if "export" in res:
+    stdout.print(f"wrote {res.out}")
+    if res.export is not None:
         stdout.print(f"exported to {export}")
+
+
+def _print_plan(p, dry_run: bool) -> None:
+    t = Table(title=f"{'plan' if dry_run else 'pruned'}: {p.blocks_before} -> {p.blocks_after} blocks "
+                    f"({p.criterion})", show_header=True)
+    t.add_column("")
+    t.add_column("before", justify="right")
+    t.add_column("after", justify="right")
+    t.add_row("blocks", str(p.blocks_before), str(p.blocks_after))
+    t.add_row("params", f"{p.params_before:,}", f"{p.params_after:,}")
+    t.add_row("FLOPs", f"{p.flops_before:,}", f"{p.flops_after:,}")
+    stdout.print(t)
+    stdout.print(f"removed blocks: {', '.join(f'{i} ({path})' for i, path in zip(p.remove, p.remove_paths)) or 'none'}")

@@ -6,8 +6,7 @@ import paddle
 import pytest
 
 from compress.errors import CompressError
-from compress.loading import (ArchSpec, apply_weights, build_model, load_model, load_weights, parse_kwargs,
-                              resolve_arch, save_model, save_weights)
+from compress.weights import apply_weights, load_weights, save_weights
 from tiny_models import TinyCNN
 
 
@@ -71,31 +70,3 @@ def test_mismatched_weights_name_keys():
     state["extra.weight"] = np.zeros(3, np.float32)
     with pytest.raises(CompressError, match=r"missing 1 \(head.weight\); unexpected 1 \(extra.weight\)"):
         apply_weights(model, state, "x")
-
-
-def test_arch_specs(tmp_path, monkeypatch):
-    assert resolve_arch("vit_tiny") is not None
-    assert resolve_arch("tiny_models:TinyCNN") is TinyCNN
-    f = tmp_path / "m.py"
-    f.write_text("import paddle\nclass M(paddle.nn.Layer):\n    def __init__(self):\n        super().__init__()\n"
-                 "        self.l = paddle.nn.Linear(2, 2)\n    def forward(self, x):\n        return self.l(x)\n")
-    assert resolve_arch(f"{f}:M").__name__ == "M"
-    with pytest.raises(CompressError, match="unknown architecture"):
-        resolve_arch("nope")
-    with pytest.raises(CompressError, match="cannot import"):
-        resolve_arch("no_such_module_xyz:Thing")
-    with pytest.raises(CompressError, match="not valid JSON"):
-        parse_kwargs("{bad")
-
-
-def test_save_and_load_model_roundtrip(tmp_path):
-    model = build_model(ArchSpec("tiny_models:TinyCNN", {"width": 4}), (1, 8, 8), 10)
-    path = save_model(model, tmp_path / "m.pdparams",
-                      {"arch": {"spec": "tiny_models:TinyCNN", "kwargs": {"width": 4}}, "input_shape": [1, 8, 8],
-                       "num_classes": 10})
-    b = load_model(path)
-    x = paddle.randn([2, 1, 8, 8])
-    model.eval()
-    np.testing.assert_allclose(b.model(x).numpy(), model(x).numpy(), atol=1e-6)
-    assert b.input_shape == (1, 8, 8) and b.num_classes == 10
-    assert not list(tmp_path.glob("*.tmp"))

@@ -1,0 +1,15 @@
+"""The commands, one module each. A command maps its flags to the library's parameters
+(a config dataclass where there is one), calls one library function and prints the result.
+``COMMANDS`` is the one list the app registers (in pipeline order)."""
+from . import blocks, demo, export, prune, report, stats, sweep, train
+
+COMMANDS = [
+    ("blocks", blocks.blocks),
+    ("train", train.train),
+    ("stats", stats.stats),
+    ("prune", prune.prune),
+    ("export", export.export),
+    ("report", report.report),
+    ("sweep", sweep.sweep),
+    ("demo", demo.demo),
+]

@@ -1,0 +1,71 @@
+"""`compress report`: accuracy vs latency on Paddle Inference and ONNX Runtime; with the
+report printing and timing options that `sweep` and `demo` share."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from compress.errors import CompressError
+from compress.reporting import TABLE_COLUMNS, render_table
+from compress.workflows.report import report as report_models
+
+from ..output import emit_json, stdout
+from ..progress import RichProgress
+
+COMPACT = ("model", "keep", "blocks", "accuracy %", "Δ points", "FLOPs ratio", "runtime", "batch", "p50 ms",
+           "p90 ms", "latency ratio", "speedup")
+
+THREADS = typer.Option(1, help="CPU threads per runtime (1 is like a small edge CPU).")
+BATCH = typer.Option("1,32", "--batch", help="Batch sizes to time.")
+WARMUP = typer.Option(10, help="Untimed runs per model first (at least 10).")
+RUNS = typer.Option(100, help="Timed runs per model at least.")
+SECONDS = typer.Option(60.0, help="Time budget for the timing, beyond the minimum runs.")
+ONEDNN = typer.Option(True, "--onednn/--no-onednn", help="oneDNN on Paddle Inference.")
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CompressError(f"--batch must be comma-separated integers, got {text!r}") from None
+
+
+def report_options(threads, batch, warmup, runs, seconds, onednn) -> dict:
+    """The timing flags as the library's ``report`` parameters."""
+    return {"threads": threads, "batch_sizes": _batches(batch), "warmup": warmup, "min_runs": runs,
+            "max_seconds": seconds, "onednn": onednn}
+
+
+def print_report(rep: dict) -> None:
+    """The main columns as a table, the files written, failed sweep points and the headline."""
+    threads = ",".join(map(str, rep["settings"].get("threads") or [])) or "?"
+    t = Table(title=f"accuracy vs latency: {threads} thread(s), {rep['machine'].get('cpu', '?')} "
+                    f"(all columns: report.md)")
+    cols = [c for c in TABLE_COLUMNS if c in COMPACT]
+    for c in cols:
+        t.add_column(c, no_wrap=True)
+    for row in render_table(rep):
+        t.add_row(*(row[c] for c in cols))
+    stdout.print(t)
+    for name, path in (rep.get("files") or {}).items():
+        stdout.print(f"{name}: {path}")
+    for k, err in (rep.get("failed") or {}).items():
+        stdout.print(f"[red]keep {k} failed:[/red] {err}")
+    stdout.print(f"[bold]{rep['headline']}[/bold]")
+
+
+def report(
+    models: List[Path] = typer.Argument(..., help="Models to compare: the original and its pruned descendants."),
+    out: Path = typer.Option(Path("report"), "--out", "-o", help="Directory for report.json/.md/.html, pareto.png."),
+    data: Optional[str] = typer.Option(None, help="Test data (default: each sidecar's)."),
+    threads: int = THREADS, batch: str = BATCH, warmup: int = WARMUP, runs: int = RUNS, seconds: float = SECONDS,
+    onednn: bool = ONEDNN,
+    as_json: bool = typer.Option(False, "--json", help="Print report.json."),
+):
+    """Measure accuracy and latency (Paddle Inference, ONNX Runtime) and write the report."""
+    rep = report_models(models, out, data=data, progress=RichProgress(),
+                        **report_options(threads, batch, warmup, runs, seconds, onednn))
+    return emit_json(rep) if as_json else print_report(rep)

@@ -1,0 +1,50 @@
+"""`compress train`: train or fine-tune with DropPath, recording survival statistics."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from compress.models import parse_input_shape, parse_kwargs
+from compress.schedules import SCHEDULES
+from compress.training import FitConfig
+from compress.workflows.train import train as train_model
+
+from ..output import emit_json, stdout
+from ..progress import RichProgress
+
+
+def train(
+    init: Optional[Path] = typer.Argument(None, help="Optional .pdparams to fine-tune (its sidecar gives the architecture)."),
+    arch: Optional[str] = typer.Option(None, help="Shipped name, module:callable or file.py:callable."),
+    arch_kwargs: Optional[str] = typer.Option(None, help="JSON object of keyword arguments for --arch."),
+    data: str = typer.Option("digits", help="'digits', an image-folder directory or an .npz with x and y."),
+    input_shape: Optional[str] = typer.Option(None, help="C,H,W the images are resized to."),
+    epochs: int = typer.Option(10, help="Epochs (0: only evaluate and write the sidecar)."),
+    batch_size: int = typer.Option(64),
+    lr: float = typer.Option(2e-3),
+    weight_decay: float = typer.Option(0.05),
+    drop_path_rate: float = typer.Option(0.1, help="Mean drop rate d in [0, 1)."),
+    schedule: str = typer.Option("linear", help=f"Drop-rate schedule: {', '.join(SCHEDULES)}."),
+    target_keep: Optional[float] = typer.Option(None, help="adaptive: the keep ratio you will prune to."),
+    warmup_epochs: Optional[int] = typer.Option(None, help="adaptive: epochs at the mean rate before adapting."),
+    max_rate: float = typer.Option(0.7, help="adaptive with --target-keep: final drop rate of the targeted blocks."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the weights (.pdparams or .safetensors)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Train or fine-tune with DropPath, recording survival statistics per block."""
+    cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                    drop_path_rate=drop_path_rate, schedule=schedule, target_keep=target_keep,
+                    warmup_epochs=warmup_epochs, max_rate=max_rate)
+    sc = train_model(out, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs), init=init, data=data,
+                     input_shape=parse_input_shape(input_shape) if input_shape else None, config=cfg,
+                     progress=RichProgress())
+    summary = {"out": str(out), "test_accuracy": sc.metrics["test_accuracy"],
+               "val_accuracy": sc.metrics["val_accuracy"], "blocks": len(sc.blocks),
+               "seconds": sc.training["seconds"]}
+    if as_json:
+        return emit_json(summary)
+    stdout.print(f"wrote {out}: test accuracy {summary['test_accuracy'] * 100:.2f}%, "
+                 f"{summary['blocks']} blocks, {summary['seconds']:.1f} s")

@@ -1,0 +1,247 @@
+"""Models: architecture specs, building a model, loading and saving a model with its sidecar.
+
+An architecture is named by a shipped name (``resnet_tiny``), ``module:callable`` or
+``file.py:callable``. What a sidecar names is untrusted and goes through
+:mod:`compress.trust` before anything is imported. Weights are read by
+:mod:`compress.weights` (never by unpickling code); the sidecar by :mod:`compress.sidecar`.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paddle
+
+from . import trust
+from .architectures import ARCHITECTURES
+from .errors import CompressError
+from .layers import probe_forward
+from .sidecar import Sidecar, check_input_shape, sidecar_path
+from .storage import read_model_files, write_model_files
+from .surgery import remove_blocks
+from .weights import apply_weights, check_weights_path
+
+DEFAULT_INPUT_SHAPE = (3, 224, 224)
+
+
+@dataclass
+class ArchSpec:
+    """Where a model's code lives: a shipped name, ``module:callable`` or ``file.py:callable``."""
+
+    spec: str
+    kwargs: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"spec": self.spec, "kwargs": self.kwargs}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ArchSpec":
+        return cls(d["spec"], d.get("kwargs", {}))
+
+
+def parse_kwargs(text: str | None) -> dict:
+    """The architecture's keyword arguments from JSON text (``arch_kwargs``)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CompressError(f"`arch_kwargs` is not valid JSON: {e.msg} at position {e.pos}", param="arch_kwargs") from None
+    if not isinstance(value, dict):
+        raise CompressError("`arch_kwargs` must be a JSON object, e.g. '{\"depth\": 8}'", param="arch_kwargs")
+    return value
+
+
+def resolve_arch(spec: str, trusted: bool = True, near: Path | None = None):
+    """Return the callable that builds the model.
+
+    ``trusted=True``: the user named ``spec`` themselves (``--arch`` or a Python call);
+    a spec that a sidecar could not name alone is then remembered as trusted
+    (:func:`compress.trust.remember`). ``trusted=False``: ``spec`` comes from a sidecar
+    (next to a model in ``near``) and the rule of :mod:`compress.trust` applies before
+    anything is imported.
+    """
+    if spec in ARCHITECTURES:
+        return ARCHITECTURES[spec][0]
+    if ":" not in spec:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise CompressError(f"unknown architecture {spec!r}: use one of {known}, or module:callable, or file.py:callable")
+    target, _, name = spec.rpartition(":")
+    how = None if trusted else trust.check_sidecar_arch(spec, None, near)
+    if target.endswith(".py"):
+        module = _import_file(spec, Path(target))
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise CompressError(f"unknown architecture {spec!r}: cannot import {target} ({e})") from None
+    obj = module
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise CompressError(f"unknown architecture {spec!r}: {target} has no {name}")
+    if how is not None:
+        trust.check_imported(spec, how, obj)
+    if not callable(obj):
+        raise CompressError(f"unknown architecture {spec!r}: {name} is not callable")
+    if trusted:
+        trust.remember_if_needed(spec)
+    return obj
+
+
+def _import_file(spec: str, file: Path):
+    if not file.is_file():
+        raise CompressError(f"unknown architecture {spec!r}: {file} does not exist")
+    mod_name = f"compress_user_arch_{abs(hash(str(file.resolve())))}"
+    module = sys.modules.get(mod_name)
+    if module is None:
+        s = importlib.util.spec_from_file_location(mod_name, file)
+        module = importlib.util.module_from_spec(s)
+        sys.modules[mod_name] = module
+        try:
+            s.loader.exec_module(module)
+        except Exception as e:
+            del sys.modules[mod_name]
+            raise CompressError(f"cannot import {file}: {type(e).__name__}: {e}") from None
+    return module
+
+
+def canonical_spec(spec: str) -> str:
+    """How a spec is stored in a sidecar: a ``.py`` file by its absolute path, so the model
+    loads from any working directory."""
+    target, sep, name = spec.rpartition(":")
+    if sep and target.endswith(".py"):
+        return f"{Path(target).resolve()}:{name}"
+    return spec
+
+
+def default_input_shape(spec: str) -> tuple[int, int, int] | None:
+    return tuple(ARCHITECTURES[spec][1]) if spec in ARCHITECTURES else None
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) <= 0:
+        raise CompressError(f"`input_shape` must be C,H,W with positive integers, got {text!r}", param="input_shape")
+    return check_input_shape(shape, "input_shape")
+
+
+def build_model(arch: ArchSpec, input_shape, num_classes: int | None = None, trusted: bool = True,
+                near: Path | None = None):
+    """Instantiate the architecture; shipped ones get ``num_classes``/``in_chans`` filled in."""
+    if not isinstance(arch.kwargs, dict):
+        raise CompressError(f"the architecture's kwargs must be a JSON object, got {type(arch.kwargs).__name__}")
+    if arch.kwargs.get("pretrained"):
+        raise CompressError(f"{arch.spec} with pretrained=true would download weights at run time, which compress "
+                            "never does; give the pretrained weights file instead, as the model to start from")
+    factory = resolve_arch(arch.spec, trusted=trusted, near=near)
+    kwargs = dict(arch.kwargs)
+    if arch.spec in ARCHITECTURES:
+        if num_classes is not None:
+            kwargs.setdefault("num_classes", num_classes)
+        kwargs.setdefault("in_chans", int(input_shape[0]))
+        if arch.spec == "vit_tiny":
+            kwargs.setdefault("img_size", int(input_shape[1]))
+    try:
+        model = factory(**kwargs)
+    except TypeError as e:
+        raise CompressError(f"cannot build {arch.spec} with `arch_kwargs` {json.dumps(arch.kwargs)}: {e}",
+                            param="arch_kwargs") from None
+    if not isinstance(model, paddle.nn.Layer):
+        raise CompressError(f"{arch.spec} returned a {type(model).__name__}, not a paddle.nn.Layer")
+    return model
+
+
+def output_width(model, input_shape) -> int:
+    out = probe_forward(model, paddle.zeros([2, *input_shape], dtype="float32"))
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    if out.ndim != 2:
+        raise CompressError(f"the model's output has shape {list(out.shape)}; a classifier's logits [batch, classes] are needed")
+    return int(out.shape[1])
+
+
+def check_num_classes(model, input_shape, num_classes: int) -> None:
+    width = output_width(model, input_shape)
+    if width != num_classes:
+        raise CompressError(f"the model outputs {width} logits but the data has {num_classes} classes "
+                            "(set num_classes in `arch_kwargs`)", param="arch_kwargs")
+
+
+@dataclass
+class ModelBundle:
+    """A model together with its sidecar: everything compress knows about it."""
+
+    model: Any
+    sidecar: Sidecar
+    path: Path | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.sidecar.input_shape)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.sidecar.num_classes)
+
+    @property
+    def arch(self) -> ArchSpec:
+        return ArchSpec.from_json(self.sidecar.arch)
+
+
+def _sidecar_for(path: Path, sidecar: Sidecar | None, arch: str | None, arch_kwargs: dict | None,
+                 input_shape) -> Sidecar:
+    """The model's sidecar, with what the caller gave overriding it (an ``arch`` makes it optional)."""
+    sidecar = sidecar or Sidecar.from_json({})
+    if arch is not None:
+        sidecar.arch = ArchSpec(arch, arch_kwargs or {}).to_json()
+    elif sidecar.arch is None:
+        raise CompressError(f"{sidecar_path(path)}: not a valid sidecar: it names no arch; give `arch`", param="arch")
+    if input_shape is not None:
+        sidecar.input_shape = list(check_input_shape(tuple(input_shape), "input_shape"))
+    if sidecar.input_shape is None:
+        sidecar.input_shape = list(default_input_shape(sidecar.spec) or DEFAULT_INPUT_SHAPE)
+    return sidecar
+
+
+def load_model(path: str | os.PathLike, arch: str | None = None, arch_kwargs: dict | None = None,
+               input_shape=None, num_classes: int | None = None) -> ModelBundle:
+    """Load a model written by compress (weights + sidecar), or weights with an explicit ``arch``.
+
+    Pruned models come back pruned: the architecture is built, the blocks the
+    sidecar lists as removed are taken out, then the weights are loaded. Weights and
+    sidecar are read as one unit (:mod:`compress.storage`): weights that are not the
+    ones the sidecar was written with are refused.
+    """
+    path = check_weights_path(path)
+    if not path.is_file():
+        raise CompressError(f"{path}: no such file")
+    files = read_model_files(path, sidecar_required=arch is None)
+    sidecar = _sidecar_for(path, files.sidecar, arch, arch_kwargs, input_shape)
+    model = build_model(ArchSpec.from_json(sidecar.arch), sidecar.input_shape, num_classes or sidecar.num_classes,
+                        trusted=arch is not None, near=path.parent)
+    if sidecar.removed_blocks:
+        remove_blocks(model, sidecar.removed_blocks)
+    apply_weights(model, files.state, str(path))
+    if sidecar.num_classes is None:
+        sidecar.num_classes = output_width(model, sidecar.input_shape)
+    model.eval()
+    return ModelBundle(model, sidecar, path)
+
+
+def save_model(model, path: str | os.PathLike, sidecar: Sidecar | Mapping) -> Path:
+    """Write weights and sidecar as one unit (:func:`compress.storage.write_model_files`): a reader
+    sees the old pair or the new one, never a mix."""
+    path = check_weights_path(path)
+    write_model_files(path, model.state_dict(), sidecar)
+    return path

@@ -1,0 +1,81 @@
+"""Looking at a model: its removable blocks (``compress blocks``) and the survival
+statistics recorded while training it (``compress stats``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..blocks import find_blocks
+from ..errors import CompressError
+from ..fileio import atomic_path
+from ..flops import count_flops
+from ..layers import count_params
+from ..models import DEFAULT_INPUT_SHAPE, ArchSpec, build_model, default_input_shape, load_model
+from ..paths import Output, check_outputs, model_inputs
+from ..sidecar import read_sidecar
+from ..weights import check_weights_path
+
+
+def describe_blocks(model=None, arch: str | None = None, arch_kwargs: dict | None = None,
+                    input_shape=None, num_classes: int | None = None) -> dict:
+    """The ``blocks`` command: removable blocks of a model file or of an architecture."""
+    if model is not None:
+        bundle = load_model(model, arch=arch, arch_kwargs=arch_kwargs, input_shape=input_shape)
+        net, shape, name = bundle.model, bundle.input_shape, bundle.sidecar.spec
+    elif arch is not None:
+        shape = tuple(input_shape) if input_shape else (default_input_shape(arch) or DEFAULT_INPUT_SHAPE)
+        net, name = build_model(ArchSpec(arch, arch_kwargs or {}), shape, num_classes), arch
+    else:
+        raise CompressError("give a model file or `arch`", param="arch")
+    found = find_blocks(net, shape)
+    total, per = count_flops(net, shape, found)
+    rows = []
+    for b in found:
+        d = b.to_json()
+        d["flops"] = per[b.path]
+        d["flops_share"] = per[b.path] / total if total else 0.0
+        rows.append(d)
+    return {"arch": name, "input_shape": list(shape), "params": count_params(net), "flops": total, "blocks": rows}
+
+
+def read_stats(model) -> dict:
+    """The ``stats`` command: per-block statistics from a model's sidecar, in model order."""
+    path = check_weights_path(model)
+    if not path.is_file():
+        raise CompressError(f"{path}: no such file")
+    sc = read_sidecar(path)
+    if not sc.statistics:
+        raise CompressError(f"{path}: no survival statistics recorded; run `compress train` with `drop_path_rate` > 0",
+                            param="drop_path_rate")
+    sched = sc.schedule
+    return {"model": str(path), "schedule": sched.get("name"), "drop_path_rate": sched.get("rate"),
+            "target_keep": sched.get("target_keep"), "blocks": sc.statistics}
+
+
+def plot_stats(info: dict, out) -> None:
+    """Bar chart: survival rate and importance (with standard errors) per block."""
+    check_outputs([Output(Path(out), "plot")], model_inputs(info["model"]))
+    import matplotlib  # optional heavy: only plotting needs it
+
+    matplotlib.use("Agg")  # no display: choose the file backend before pyplot is imported
+    import matplotlib.pyplot as plt  # optional heavy: only plotting needs it
+
+    blocks = info["blocks"]
+    names = [b["block"] for b in blocks]
+    x = np.arange(len(names))
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(names)), 6), sharex=True)
+    a1.bar(x, [b["survival_rate"] or 0 for b in blocks], color="tab:blue")
+    a1.set_ylabel("survival rate")
+    a1.set_ylim(0, 1.05)
+    imp = [b["importance"] if b["importance"] is not None else 0 for b in blocks]
+    err = [b["importance_stderr"] if b["importance_stderr"] is not None else 0 for b in blocks]
+    a2.bar(x, imp, yerr=err, color="tab:orange", capsize=3)
+    a2.axhline(0, color="black", lw=0.8)
+    a2.set_ylabel("importance\nE[loss|dropped] - E[loss|kept]")
+    a2.set_xticks(x, names, rotation=45, ha="right")
+    fig.suptitle(f"{Path(info['model']).name}: schedule {info['schedule']}")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

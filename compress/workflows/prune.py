@@ -1,0 +1,277 @@
+"""The ``prune`` command: plan which blocks go, remove them, then heal the shortened network
+by fine-tuning with knowledge distillation from the unpruned one.
+
+Healing scales out on Paddle's own launcher: run the same command under
+``python -m paddle.distributed.launch --nproc_per_node N``; each rank trains on
+its shard of every global batch inside ``paddle.DataParallel`` and only rank 0
+writes files.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import paddle
+
+from ..criteria import DATA_CRITERIA, DEFAULT_CRITERION, Context, select
+from ..data import Dataset, load_data, stored_source
+from ..errors import CompressError
+from ..export import check_out_dir, export_model
+from ..fileio import sha256
+from ..flops import blocks_with_flops
+from ..layers import count_params
+from ..models import ModelBundle, check_num_classes, load_model, save_model
+from ..paths import Output, check_outputs, data_inputs, model_inputs, model_outputs
+from ..progress import NULL, Progress
+from ..schedules import n_keep
+from ..sidecar import Sidecar
+from ..surgery import remove_blocks
+from ..training import FitConfig, accuracy, fit
+from ..weights import check_weights_path
+
+
+@dataclass
+class HealConfig:
+    """How to heal after removal; validates itself on construction (errors name the parameter)."""
+
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    distill: bool = True
+    temperature: float = 2.0
+    alpha: float = 0.5
+    patience: int = 2
+    seed: int = 0
+
+    def __post_init__(self):
+        finite = all(math.isfinite(v) for v in (self.alpha, self.temperature, self.lr, self.weight_decay))
+        if self.epochs < 0 or self.batch_size < 1 or self.patience < 0 or not finite \
+                or not 0.0 <= self.alpha <= 1.0 or self.temperature <= 0 or self.lr <= 0 or self.weight_decay < 0:
+            raise CompressError("`epochs` must be >= 0, `batch_size` >= 1, `patience` >= 0, `alpha` in [0, 1], "
+                                "`temperature` > 0, `lr` > 0 and `weight_decay` >= 0 (finite numbers)",
+                                param=("epochs", "batch_size", "patience", "alpha", "temperature", "lr",
+                                       "weight_decay"))
+
+    def fit_config(self) -> FitConfig:
+        """Fine-tuning with distillation, keeping the best epoch (the unhealed start included)."""
+        return FitConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                         seed=self.seed, alpha=self.alpha, temperature=self.temperature,
+                         patience=self.patience, keep_best=True)
+
+
+@dataclass
+class PrunePlan:
+    """Which blocks go (indices into the model's current blocks), and what that saves."""
+
+    blocks_before: int
+    blocks_after: int
+    keep: float | None
+    criterion: str
+    seed: int
+    remove: list[int]
+    remove_paths: list[str]
+    params_before: int
+    params_after: int
+    flops_before: int
+    flops_after: int
+    out: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PruneResult:
+    """What ``prune`` did: the plan; unless a dry run, test accuracies (``original``,
+    ``after_removal``, ``after_healing``), the best healing epoch, where the model went."""
+
+    plan: PrunePlan
+    written: bool
+    dry_run: bool = False
+    accuracy: dict = field(default_factory=dict)
+    best_epoch: int | None = None
+    out: str | None = None
+    export: dict | None = None   # export.json of the healed model, when asked for
+
+    def to_json(self) -> dict:
+        if self.dry_run:
+            return {"plan": self.plan.to_json(), "written": False}
+        out = {"plan": self.plan.to_json(), "accuracy": self.accuracy, "best_epoch": self.best_epoch,
+               "written": self.written, "out": self.out}
+        if self.export is not None:
+            out["export"] = self.export
+        return out
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) under paddle.distributed.launch, else (0, 1)."""
+    n = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    return (int(os.environ.get("PADDLE_TRAINER_ID", "0")), n) if n > 1 else (0, 1)
+
+
+def default_out(model_path, keep: float | None, n_kept: int) -> Path:
+    p = Path(model_path)
+    tag = f"keep{keep:g}" if keep is not None else f"{n_kept}blocks"
+    return p.with_name(f"{p.stem}.{tag}{p.suffix}")
+
+
+# --------------------------------------------------------------------------- plan
+def _explicit_removal(blocks: list[int], keep, n_blocks: int) -> list[int]:
+    if keep is not None:
+        raise CompressError("give `keep` or `blocks`, not both", param=("keep", "blocks"))
+    if len(set(blocks)) != len(blocks):
+        raise CompressError(f"`blocks` repeats a block: {','.join(map(str, blocks))}", param="blocks")
+    bad = [b for b in blocks if not 0 <= b < n_blocks]
+    if bad:
+        raise CompressError(f"`blocks` {','.join(map(str, bad))} out of range: the model has blocks 0..{n_blocks - 1}",
+                            param="blocks")
+    if len(blocks) >= n_blocks:
+        raise CompressError(f"`blocks` would remove all {n_blocks} blocks; keep at least one", param="blocks")
+    return sorted(blocks)
+
+
+def _n_remove(keep, n_blocks: int) -> int:
+    if keep is None:
+        raise CompressError("give `keep` K (0 < K <= 1) or `blocks` i,j,...", param=("keep", "blocks"))
+    if not 0.0 < keep <= 1.0:
+        raise CompressError(f"`keep` must be in (0, 1], got {keep}", param="keep")
+    if keep * n_blocks < 0.5:
+        raise CompressError(f"`keep` {keep} of {n_blocks} blocks leaves no block; the smallest keep is "
+                            f"{0.5 / n_blocks:.3f}", param="keep")
+    return n_blocks - n_keep(n_blocks, keep)
+
+
+def _criterion_context(bundle: ModelBundle, found: list, data, seed: int) -> Context:
+    stats = bundle.sidecar.statistics or None
+    by_path = {s["block"]: s for s in stats} if stats else {}
+    return Context(blocks=found, stats=[by_path.get(b.path) for b in found] if stats else None,
+                   schedule=bundle.sidecar.schedule.get("name"), model=bundle.model,
+                   input_shape=bundle.input_shape, data=data, seed=seed)
+
+
+def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERION, seed=0, data=None) -> PrunePlan:
+    """Which blocks go, and what that saves (parameters, FLOPs), without touching anything."""
+    found, total = blocks_with_flops(bundle.model, bundle.input_shape)
+    n = len(found)
+    if n == 0:
+        raise CompressError("the model has no removable blocks (shape-preserving elements of LayerList/Sequential)")
+    if blocks is not None:
+        remove, criterion = _explicit_removal(blocks, keep, n), "explicit"
+    else:
+        remove = select(criterion, _criterion_context(bundle, found, data, seed), _n_remove(keep, n))
+    params = count_params(bundle.model)
+    gone = [found[i] for i in remove]
+    return PrunePlan(blocks_before=n, blocks_after=n - len(remove), keep=keep, criterion=criterion, seed=seed,
+                     remove=remove, remove_paths=[b.path for b in gone],
+                     params_before=params, params_after=params - sum(b.params for b in gone),
+                     flops_before=total, flops_after=total - sum(b.flops for b in gone))
+
+
+# --------------------------------------------------------------------------- prune
+def _healing_data(teacher: ModelBundle, data: str | None, heal: HealConfig, criterion: str):
+    """(source, dataset): the healing/criterion data, checked against the model's classes."""
+    source = data or teacher.sidecar.data_source
+    if (heal.epochs > 0 or criterion in DATA_CRITERIA) and not source:
+        raise CompressError("healing needs data: pass `data` (the model's sidecar names none), or set `epochs` to 0",
+                            param=("data", "epochs"))
+    ds = load_data(source, teacher.input_shape) if source else None
+    if ds is not None:
+        check_num_classes(teacher.model, teacher.input_shape, ds.num_classes)
+    return source, ds
+
+
+def _out_path(model_path: Path, out, keep, n_kept: int, data: str | None, export_dir) -> Path:
+    """The output model's path, refused if it (or the export directory) would overwrite what is read."""
+    out = check_weights_path(default_out(model_path, keep, n_kept) if out is None else out)
+    exported = [Output(Path(export_dir), "export_dir", tree=True)] if export_dir is not None else []
+    check_outputs(model_outputs(out) + exported, model_inputs(model_path) + data_inputs(data))
+    return out
+
+
+@dataclass
+class _Healed:
+    student: object
+    accuracy: dict
+    history: list
+    best_epoch: int | None
+
+
+def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: Dataset | None, heal: HealConfig,
+                     progress: Progress, shard: tuple[int, int]) -> _Healed:
+    wrap = None
+    if shard[1] > 1:
+        paddle.distributed.init_parallel_env()
+        wrap = paddle.DataParallel
+    student = load_model(model_path).model
+    remove_blocks(student, p.remove_paths)
+    acc = {}
+    if ds is not None:
+        acc["original"] = accuracy(teacher.model, ds.x_test, ds.y_test)
+        acc["after_removal"] = accuracy(student, ds.x_test, ds.y_test)
+        progress.log(f"test accuracy: original {acc['original']:.4f}, after removing "
+                     f"{len(p.remove)} blocks {acc['after_removal']:.4f}")
+    healed = _Healed(student, acc, [], None)
+    if heal.epochs > 0:
+        res = fit(student, ds, heal.fit_config(), teacher=teacher.model if heal.distill else None, progress=progress,
+                  shard=shard, wrap=wrap)
+        healed.history, healed.best_epoch = res.history, res.best_epoch
+        acc["after_healing"] = accuracy(student, ds.x_test, ds.y_test)
+        progress.log(f"test accuracy after healing: {acc['after_healing']:.4f} (best epoch {res.best_epoch})")
+    return healed
+
+
+def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed: _Healed, keep, heal: HealConfig,
+                   source: str | None) -> Sidecar:
+    """The parent's sidecar with the blocks, sizes, statistics, metrics and lineage of the pruned model."""
+    parent, acc = teacher.sidecar, healed.accuracy
+    kept_blocks, total = blocks_with_flops(healed.student, teacher.input_shape)
+    kept_paths = {b.path for b in kept_blocks}
+    all_removed = list(parent.removed_blocks) + p.remove_paths
+    step = {"parent": str(model_path.resolve()), "parent_sha256": sha256(model_path), "keep": keep,
+            "keep_total": len(kept_blocks) / (len(kept_blocks) + len(all_removed)), "criterion": p.criterion,
+            "seed": heal.seed, "removed": p.remove_paths, "blocks_before": p.blocks_before,
+            "blocks_after": p.blocks_after,
+            "healing": {**asdict(heal), "best_epoch": healed.best_epoch, "history": healed.history,
+                        "data": stored_source(source)},
+            "accuracy": acc}
+    return parent.replace(
+        drop=("statistics_sums",),  # the raw sums describe the parent's blocks
+        removed_blocks=all_removed, blocks=[b.to_json() for b in kept_blocks],
+        params=count_params(healed.student), flops=total,
+        statistics=[s for s in parent.statistics if s["block"] in kept_paths] if parent.statistics else None,
+        metrics={"test_accuracy": acc.get("after_healing", acc.get("after_removal")),
+                 "accuracy_original": acc.get("original"), "accuracy_after_removal": acc.get("after_removal"),
+                 "accuracy_after_healing": acc.get("after_healing")},
+        lineage=list(parent.lineage) + [step])
+
+
+def prune(model_path, keep: float | None = None, blocks: list[int] | None = None,
+          criterion: str = DEFAULT_CRITERION, out=None, data: str | None = None,
+          heal: HealConfig | None = None, dry_run: bool = False, export_dir=None,
+          progress: Progress = NULL) -> PruneResult:
+    """The ``prune`` command: plan, remove, heal with distillation, write ``out`` (+ sidecar), optionally export."""
+    heal = heal or HealConfig()
+    model_path = check_weights_path(model_path)
+    if export_dir is not None:  # refuse a bad one before any work
+        check_out_dir(Path(export_dir), False, model_path, param="export_dir")
+    teacher = load_model(model_path)
+    source, ds = _healing_data(teacher, data, heal, criterion)
+    p = plan(teacher, keep, blocks, criterion, heal.seed, ds)
+    out = _out_path(model_path, out, keep, p.blocks_after, source, export_dir)
+    p.out = str(out)
+    if dry_run:
+        return PruneResult(p, written=False, dry_run=True)
+    rank, n_ranks = world()
+    if rank != 0:
+        progress = NULL
+    healed = _remove_and_heal(model_path, teacher, p, ds, heal, progress, (rank, n_ranks))
+    result = PruneResult(p, written=rank == 0, accuracy=healed.accuracy, best_epoch=healed.best_epoch, out=str(out))
+    if rank == 0:
+        save_model(healed.student, out, _child_sidecar(model_path, teacher, p, healed, keep, heal, source))
+        progress.log(f"wrote {out}")
+        if export_dir is not None:
+            result.export = export_model(out, export_dir, progress=progress)
+    return result

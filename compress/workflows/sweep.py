@@ -1,0 +1,139 @@
+"""The ``sweep`` and ``demo`` commands: prune, heal, export and measure a model at several
+keep ratios, then report.
+
+A sweep is resumable: each keep ratio's result is recorded in ``OUT/sweep.json``
+as it finishes; run again, finished points are skipped, and a failed point is
+recorded and reported without stopping the others.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+
+from ..errors import CompressError
+from ..fileio import write_json
+from ..progress import NULL, Progress
+from ..paths import Output, check_outputs, data_inputs, model_inputs, model_outputs, same_file
+from ..sidecar import read_sidecar
+from ..storage import copy_model_files
+from ..weights import check_weights_path
+from .prune import HealConfig, prune
+from .report import ensure_export, report, report_outputs
+
+SWEEP_STATE = "sweep.json"
+
+
+def parse_keeps(text: str) -> list[float]:
+    """Keep ratios from comma-separated text: distinct, in (0, 1], largest first."""
+    try:
+        keeps = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CompressError(f"`keeps` must be comma-separated ratios, e.g. 1.0,0.75,0.5; got {text!r}",
+                            param="keeps") from None
+    if not keeps or any(not 0.0 < k <= 1.0 for k in keeps):
+        raise CompressError(f"`keeps` ratios must be in (0, 1]; got {text!r}", param="keeps")
+    return sorted(set(keeps), reverse=True)
+
+
+def _state(out_dir: Path, settings: dict) -> dict:
+    """The sweep's state file, refused if an earlier sweep there had other settings."""
+    path = out_dir / SWEEP_STATE
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    if state.get("settings") not in (None, settings):
+        raise CompressError(f"{out_dir} holds a sweep with other settings; use another `out_dir` or delete it",
+                            param="out_dir")
+    state["settings"] = settings
+    state.setdefault("points", {})
+    return state
+
+
+def _copy_model(model: Path, dst: Path) -> None:
+    """The original model and its sidecar, copied into the sweep as one unit (the report names it from there)."""
+    if not dst.is_file():
+        copy_model_files(model, dst)
+
+
+def _check_outputs(model: Path, out_dir: Path, original: Path, targets: list[Path], data) -> None:
+    """Nothing the sweep writes may overwrite what it reads (the original copy may be the model itself: a resume)."""
+    copies = [] if same_file(original, model) else model_outputs(original, "out_dir")
+    outputs = [Output(out_dir / SWEEP_STATE, "out_dir"), *copies, *(o for t in targets for o in model_outputs(t, "out_dir")),
+               *report_outputs(out_dir, [original.stem] + [t.stem for t in targets])]
+    check_outputs(outputs, model_inputs(model) + data_inputs(data))
+
+
+def _point(original: Path, keep: float, target: Path, out_dir: Path, criterion: str, heal: HealConfig,
+           data: str | None, progress: Progress) -> dict:
+    """Prune, heal and export one keep ratio; a failure is recorded, not raised."""
+    try:
+        res = prune(original, keep=keep, criterion=criterion, out=target, data=data, heal=heal, progress=progress)
+        ensure_export(target, out_dir / "exports" / target.stem, progress=progress)
+        return {"status": "done", "model": str(target), "accuracy": res.accuracy, "removed": res.plan.remove_paths}
+    except Exception as e:  # noqa: BLE001 - one failed point must not stop the others
+        msg = str(e) if isinstance(e, CompressError) else f"{type(e).__name__}: {e}"
+        progress.log(f"keep {keep:g}: failed: {msg}")
+        return {"status": "failed", "error": msg}
+
+
+def sweep(model, keeps: list[float], out_dir, criterion: str = "survival", heal: HealConfig | None = None,
+          data: str | None = None, report_options: dict | None = None, progress: Progress = NULL) -> dict:
+    """Prune+heal+export ``model`` at every keep ratio, then write the report over all of them."""
+    model = check_weights_path(model)
+    if not model.is_file():
+        raise CompressError(f"{model}: no such file")
+    read_sidecar(model)
+    heal = heal or HealConfig()
+    out_dir = Path(out_dir)
+    models_dir = out_dir / "models"
+    original = models_dir / model.name
+    targets = {k: models_dir / f"{model.stem}.keep{k:g}.pdparams" for k in keeps if k != 1.0}
+    _check_outputs(model, out_dir, original, list(targets.values()), data)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    state = _state(out_dir, {"model": str(model), "criterion": criterion, "heal": asdict(heal), "data": data})
+    points = state["points"]
+    _copy_model(model, original)
+    paths = []
+    for keep in keeps:
+        key = f"{keep:g}"
+        if keep == 1.0:
+            paths.append(original)
+            continue
+        target = targets[keep]
+        if points.get(key, {}).get("status") == "done" and target.is_file():
+            progress.log(f"keep {key}: done earlier, skipped")
+        else:
+            progress.log(f"keep {key}: pruning and healing")
+            points[key] = _point(original, keep, target, out_dir, criterion, heal, data, progress)
+            write_json(out_dir / SWEEP_STATE, state)
+        if points[key]["status"] == "done":
+            paths.append(target)
+    write_json(out_dir / SWEEP_STATE, state)
+    rep = report(paths, out_dir, data=data, progress=progress, **(report_options or {}))
+    rep["sweep"] = dict(points)
+    rep["failed"] = {k: v["error"] for k, v in points.items() if v.get("status") == "failed"}
+    return rep
+
+
+def sample_model(name: str) -> Path:
+    """Path of a shipped sample model (``resnet_tiny`` or ``vit_tiny``)."""
+    try:
+        root = Path(str(resources.files("compress_samples")))
+    except ModuleNotFoundError:
+        root = Path(__file__).resolve().parents[2] / "sample_models"
+    path = root / f"{name}.pdparams"
+    if not path.is_file():
+        known = sorted(p.stem for p in root.glob("*.pdparams"))
+        raise CompressError(f"no sample model {name!r}; shipped: {', '.join(known) or 'none'}")
+    return path
+
+
+DEMO_REPORT = {"min_runs": 100, "max_seconds": 40.0}
+
+
+def demo(out_dir="compress-demo", sample: str = "vit_tiny", keeps=(1.0, 0.75, 0.5), heal_epochs: int = 3,
+         report_options: dict | None = None, progress: Progress = NULL) -> dict:
+    """The main job on the embedded default: sweep a shipped sample model on digits and report."""
+    heal = HealConfig(epochs=heal_epochs, patience=heal_epochs)
+    return sweep(sample_model(sample), list(keeps), out_dir, heal=heal, progress=progress,
+                 report_options=report_options or DEMO_REPORT)

@@ -1,0 +1,95 @@
+"""The ``train`` command: train (or fine-tune) under stochastic depth, write weights + sidecar."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..data import Dataset, load_data, stored_source
+from ..errors import CompressError
+from ..flops import blocks_with_flops
+from ..layers import count_params
+from ..models import (ArchSpec, build_model, canonical_spec, check_num_classes, default_input_shape, load_model,
+                      resolve_arch, save_model)
+from ..paths import check_outputs, data_inputs, model_inputs, model_outputs
+from ..progress import NULL, Progress
+from ..sidecar import Sidecar
+from ..training import FitConfig, FitResult, accuracy, fit, seed_everything
+from ..weights import check_weights_path
+
+# How train's data is normalised: what a device must do to its pixels too.
+PREPROCESS = {"layout": "NCHW", "range": [0, 1], "mean": 0.5, "std": 0.5,
+              "note": "pixels scaled to [0,1], then (x - mean) / std"}
+
+
+@dataclass
+class _Start:
+    """Where training starts: a loaded model (fine-tuning) or an architecture to build."""
+
+    model: object | None
+    spec: ArchSpec
+    shape: tuple
+    lineage: list
+    removed: list
+
+
+def _start(init, arch, arch_kwargs, input_shape) -> _Start:
+    if init is not None:
+        bundle = load_model(init, arch=arch, arch_kwargs=arch_kwargs, input_shape=input_shape)
+        base = bundle.sidecar
+        return _Start(bundle.model, bundle.arch, bundle.input_shape,
+                      list(base.lineage) + [{"parent": str(init), "step": "train"}], base.removed_blocks)
+    if arch is None:
+        raise CompressError("give `arch` (a shipped name, module:callable or file.py:callable) or an initial model",
+                            param="arch")
+    spec = ArchSpec(canonical_spec(arch), arch_kwargs or {})
+    resolve_arch(arch)  # fail early on an unknown architecture
+    shape = tuple(input_shape) if input_shape else default_input_shape(arch)
+    if shape is None:
+        raise CompressError(f"`input_shape` C,H,W is needed for {arch}", param="input_shape")
+    return _Start(None, spec, shape, [], [])
+
+
+def _trained_sidecar(start: _Start, ds: Dataset, data: str, model, blocks, flops: int, config: FitConfig,
+                     res: FitResult) -> Sidecar:
+    test_acc = accuracy(model, ds.x_test, ds.y_test)
+    val_acc = accuracy(model, ds.x_val, ds.y_val)
+    return Sidecar(
+        arch=start.spec.to_json(), input_shape=list(start.shape), num_classes=ds.num_classes,
+        class_names=ds.class_names, data={**ds.describe(), "source": stored_source(data)},
+        preprocess=dict(PREPROCESS), removed_blocks=start.removed, blocks=[b.to_json() for b in blocks],
+        params=count_params(model), flops=flops,
+        training={"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                  "seed": config.seed, "drop_path_rate": config.drop_path_rate, "schedule": res.schedule,
+                  "seconds": round(res.seconds, 2), "history": res.history},
+        statistics=res.stats.summary() if res.stats is not None else None,
+        statistics_sums=res.stats.to_json() if res.stats is not None else None,
+        metrics={"test_accuracy": test_acc, "val_accuracy": val_acc},
+        lineage=start.lineage,
+    )
+
+
+def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=None, data: str = "digits",
+          input_shape=None, config: FitConfig | None = None, progress: Progress = NULL) -> Sidecar:
+    """Train (or fine-tune ``init``) under stochastic depth; write weights + sidecar to ``out``.
+
+    Returns the sidecar that was written.
+    """
+    config = config or FitConfig()
+    out = check_weights_path(out)
+    check_outputs(model_outputs(out), (model_inputs(init) if init is not None else []) + data_inputs(data))
+    start = _start(init, arch, arch_kwargs, input_shape)
+    progress.log(f"loading data {data!r} at input shape {start.shape}")
+    ds = load_data(data, start.shape)
+    model = start.model
+    if model is None:
+        seed_everything(config.seed)
+        model = build_model(start.spec, start.shape, ds.num_classes)
+    check_num_classes(model, start.shape, ds.num_classes)
+    blocks, flops = blocks_with_flops(model, start.shape)
+    if config.drop_path_rate > 0 and not blocks:
+        raise CompressError("the model has no removable blocks, so DropPath has nothing to act on")
+    progress.log(f"{len(blocks)} removable blocks; training {config.epochs} epochs")
+    res = fit(model, ds, config, blocks=blocks, progress=progress)
+    sidecar = _trained_sidecar(start, ds, data, model, blocks, flops, config, res)
+    save_model(model, out, sidecar)
+    progress.log(f"wrote {out} (test accuracy {sidecar.metrics['test_accuracy']:.4f})")
+    return sidecar

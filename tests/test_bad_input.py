@@ -1,0 +1,142 @@
+"""Bad input exits 2 with one `error:` line (never 1, "internal error"), and is refused before anything big is
+allocated; typer's own usage errors are rendered the same way."""
+import json
+import os
+import pickle
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import invoke, one_line_error
+from tiny_files import full_disk, hidden, snapshot, write_tiny
+
+from compress.errors import CompressError
+from compress.sidecar import read_sidecar
+
+COMPRESS = str(Path(sys.executable).with_name("compress"))
+TESTS = str(Path(__file__).resolve().parent)
+TRAIN = ["train", "--arch", "tiny_models:TinyCNN", "--input-shape", "1,8,8", "--epochs", 0]
+
+
+@pytest.fixture()
+def model(tmp_path):
+    return write_tiny(tmp_path / "m.pdparams")
+
+
+def _with_sidecar(model, **changes):
+    path = model.with_name("m.compress.json")
+    sc = json.loads(path.read_text())
+    for k, v in changes.items():
+        if v is KeyError:
+            sc.pop(k, None)
+        else:
+            sc[k] = v
+    path.write_text(json.dumps(sc))
+    return model
+
+
+@pytest.mark.parametrize("changes,words", [
+    ({"arch": KeyError}, "arch"),
+    ({"arch": "resnet_tiny"}, "arch"),
+    ({"arch": {"kwargs": {}}}, "arch"),
+    ({"arch": {"spec": "tiny_models:TinyCNN", "kwargs": [1]}}, "kwargs"),
+    ({"input_shape": [-1, 8, 8]}, "input_shape"),
+    ({"input_shape": [1.5, 8, 8]}, "input_shape"),
+    ({"input_shape": [1, 8]}, "input_shape"),
+    ({"input_shape": "1,8,8"}, "input_shape"),
+    ({"num_classes": -3}, "num_classes"),
+    ({"num_classes": 2.5}, "num_classes"),
+    ({"removed_blocks": "stages.0.0"}, "removed_blocks"),
+    ({"lineage": {"a": 1}}, "lineage"),
+])
+def test_bad_sidecars_exit_2(model, changes, words):
+    _with_sidecar(model, **changes)
+    for cmd in (["blocks", model], ["prune", model, "--blocks", "0", "--epochs", 0, "--dry-run"]):
+        err = one_line_error(invoke(*cmd))
+        assert words in err and "m.compress.json" in err
+
+
+def test_sidecar_checked_before_anything_is_allocated(model):
+    _with_sidecar(model, input_shape=[1, 100000, 100000])
+    with pytest.raises(CompressError, match="input_shape") as e:
+        read_sidecar(model)
+    assert e.value.exit_code == 2
+
+
+def _limited(args, cwd, gb=6):
+    """Run the real console script with at most ``gb`` GB of address space."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (gb << 30, gb << 30))
+    env = {**os.environ, "PYTHONPATH": TESTS}
+    return subprocess.run([COMPRESS, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+                          preexec_fn=limit, timeout=300)
+
+
+def test_a_huge_input_shape_is_refused_under_a_memory_limit(model, tmp_path):
+    _with_sidecar(model, input_shape=[1, 100000, 100000])
+    res = _limited(["blocks", model], tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "input_shape" in lines[0] and "Memory" not in res.stderr
+
+
+def test_a_label_of_a_billion_is_refused_under_a_memory_limit(tmp_path):
+    np.savez(tmp_path / "big.npz", x=np.random.rand(20, 8, 8), y=np.r_[np.zeros(19, int), 10**9])
+    res = _limited([*TRAIN, "--data", tmp_path / "big.npz", "--out", tmp_path / "x.pdparams"], tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert "label" in res.stderr and "Memory" not in res.stderr
+
+
+@pytest.mark.parametrize("arrays,words", [
+    ({}, "needs arrays"),
+    ({"x": np.zeros((0, 8, 8)), "y": np.zeros(0, int)}, ""),
+    ({"x": np.array([["a"] * 8] * 20), "y": np.arange(20) % 2}, "x"),
+    ({"x": np.random.rand(20, 8, 8), "y": np.array(["a"] * 20)}, "label"),
+])
+def test_bad_npz_exit_2(tmp_path, arrays, words):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    err = one_line_error(invoke(*TRAIN, "--data", tmp_path / "bad.npz", "--out", tmp_path / "x.pdparams"))
+    assert words in err
+
+
+@pytest.mark.parametrize("bad", [np.array(["a", "b"]), np.array(["s", 1], dtype=object),
+                                 np.array([np.nan], np.float32)])
+def test_bad_weight_arrays_exit_2(model, bad):
+    state = pickle.loads(model.read_bytes())
+    state["stem.0.bias"] = bad
+    model.write_bytes(pickle.dumps(state, protocol=4))
+    _with_sidecar(model, weights_sha256=KeyError)
+    assert "stem.0.bias" in one_line_error(invoke("blocks", model))
+
+
+def test_arch_kwargs_as_a_json_list(model):
+    assert "--arch-kwargs must be a JSON object" in one_line_error(invoke("blocks", "--arch", "resnet_tiny",
+                                                                          "--arch-kwargs", "[1]"))
+    assert "--arch-kwargs" in one_line_error(invoke(*TRAIN[:-2], "--arch-kwargs", "[1, 2]", "--out", "x.pdparams"))
+
+
+def test_full_disk_exits_2_and_leaves_the_old_model(model, tmp_path, monkeypatch):
+    out = write_tiny(tmp_path / "k.pdparams", width=6)
+    before = snapshot(out, out.with_name("k.compress.json"))
+    full_disk(monkeypatch, tmp_path, after_bytes=100)
+    err = one_line_error(invoke("prune", model, "--blocks", "0", "--epochs", 0, "--out", out))
+    assert "No space left on device" in err
+    monkeypatch.undo()
+    assert snapshot(out, out.with_name("k.compress.json")) == before and hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("args,words", [
+    (["prune"], "Missing argument"),
+    (["prune", "m.pdparams", "--keep", "abc"], "--keep"),
+    (["prune", "m.pdparams", "--bogus"], "--bogus"),
+    (["nosuchcommand"], "nosuchcommand"),
+    (["export", "m.pdparams"], "--out"),
+])
+def test_usage_errors_are_one_error_line(args, words):
+    res = invoke(*args)
+    err = one_line_error(res)
+    assert words in err and "compress" in err
+    assert not any(c in res.output for c in "╭│╰")
