@@ -146,6 +146,7 @@ def child_load(data: str, workers: int, images: int) -> dict:
     src, pre, rec = _open(data)
     train = make_loader(src, "train", pre, BATCH, train=True, num_workers=workers, rank=0, world=1)
     rec["train"] = _epochs(train, images, lambda x, y: float(x[0, 0, 0, 0]))
+    train.close()  # done with it: its workers exit (an open loader keeps them, prefetching the next epoch)
     evals = [_epochs(make_loader(src, s, pre, BATCH, num_workers=workers, rank=0, world=1)) for s in ("val", "test")]
     n, secs = sum(e["images"] for e in evals), sum(e["seconds"] for e in evals)
     rec["eval"] = {"images": n, "seconds": round(secs, 2), "images_per_s": round(n / secs, 1)}

@@ -288,3 +288,11 @@ def test_registry_and_stored_source(tmp_path):
         source_kind(str(_png(tmp_path / "x.png")))
     assert stored_source("digits") == "digits" and stored_source(None) is None
     assert stored_source(os.path.relpath(tmp_path / "f")) == str((tmp_path / "f").resolve())
+
+
+def test_label_list_ids_must_be_complete(tmp_path):
+    train, val = _list_data(tmp_path)
+    _lists(tmp_path, train, val, labels=["0 cat", "2 dog"])
+    _refused(tmp_path, r"label_list.txt: class ids must be 0..K-1 with none missing; found \[0, 2\]")
+    _lists(tmp_path, train, val, labels=["0 cat", "0 dog"])
+    _refused(tmp_path, r"label_list.txt:2: class id 0 appears twice")

@@ -224,7 +224,9 @@ def _read_label_list(path: Path) -> list[str]:
             raise CompressError(f"{path}:{n}: class id {cid} appears twice")
         names[cid] = parts[1] if len(parts) > 1 else str(cid)
     if sorted(names) != list(range(len(names))) or not names:
-        raise CompressError(f"{path}: class ids must be 0..K-1 with none missing; found {sorted(names)[:10]}...")
+        ids = sorted(names)
+        raise CompressError(f"{path}: class ids must be 0..K-1 with none missing; found {ids[:10]}"
+                            f"{' ...' if len(ids) > 10 else ''}")
     return [names[i] for i in range(len(names))]
 
 
