@@ -28,7 +28,8 @@ import numpy as np
 
 from ..errors import CompressError
 from .images import IMAGE_SUFFIXES, MAX_PIXELS, check_images, load_image
-from .sources import RULE_60_20_20, RULE_CARVED, RULE_GIVEN, SPLITS, Source, carve_val, stratified_split
+from .sources import (RULE_60_20_20, RULE_CARVED, RULE_GIVEN, SPLITS, Source, carve_val, decoding_workers,
+                      stratified_split)
 
 LIST_FILES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
 LABEL_LIST = "label_list.txt"
@@ -79,7 +80,7 @@ class FileSource(Source):
 
     @property
     def default_workers(self) -> int:
-        return min(4, os.cpu_count() or 1)
+        return decoding_workers()
 
 
 def _given_items(sizes: list[int], labels: np.ndarray, where: str) -> tuple[dict, str]:

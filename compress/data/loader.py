@@ -265,7 +265,8 @@ def make_loader(source: Source, split: str, preprocess: Preprocess, batch_size: 
     ``train``: shuffled (seeded by ``seed`` and the epoch), augmented, ranks kept in step;
     otherwise in order, the evaluation transform. ``rank``/``world`` default to the launcher's
     environment (pass ``world=1`` to give every rank the whole split). ``num_workers`` defaults to
-    the source's ``default_workers`` (0 for in-memory digits, up to 4 for image files).
+    the source's ``default_workers`` (0 for in-memory digits; for image files up to 4, leaving two
+    cores to the training step).
     """
     rank, world = resolve_rank(rank, world)
     dataset = ImageDataset(source, split, preprocess, train=train, seed=seed)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import CompressError
 from .images import array_to_image
-from .sources import RULE_60_20_20, Source, stratified_split
+from .sources import RULE_60_20_20, Source, decoding_workers, stratified_split
 
 CHUNK_BYTES = 16 << 20
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header: name and extra lengths are the last two
@@ -234,4 +234,4 @@ class NpzSource(Source):
     def default_workers(self) -> int:
         """Small arrays decode faster in the training process than through worker processes."""
         h, w = self.x.shape[1:3] if self.layout != "NCHW" else self.x.shape[2:4]
-        return 0 if h * w <= 128 * 128 else min(4, os.cpu_count() or 1)
+        return 0 if h * w <= 128 * 128 else decoding_workers()

@@ -12,6 +12,7 @@ as the validation split (``carve_val``).
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -57,6 +58,13 @@ def carve_val(train: np.ndarray, labels: np.ndarray, where: str) -> tuple[np.nda
     ok = present.min() >= 2 and n_val >= len(present) and n - n_val >= len(present)
     tr, va = train_test_split(train, test_size=VAL_FRACTION, random_state=SPLIT_SEED, stratify=y if ok else None)
     return tr, va
+
+
+def decoding_workers() -> int:
+    """Loader workers for sources that decode real images: up to 4, leaving two cores to the training
+    step's math (on 2 cores, workers slowed a 224x224 training step by more than they saved in waiting
+    for data: benchmarks/results/data_memory.md)."""
+    return min(4, max(0, (os.cpu_count() or 1) - 2))
 
 
 class Source:
