@@ -187,12 +187,13 @@ def child_baseline(data: str, commit: str) -> dict:
 
     code = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:compress/data.py"], check=True,
                           capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "old_data.py"
-    path.write_text(code.replace("from .errors import", "from compress.errors import"))
-    spec = importlib.util.spec_from_file_location("old_data", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["old_data"] = mod
-    spec.loader.exec_module(mod)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "old_data.py"
+        path.write_text(code.replace("from .errors import", "from compress.errors import"))
+        spec = importlib.util.spec_from_file_location("old_data", path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["old_data"] = mod
+        spec.loader.exec_module(mod)
     t = time.perf_counter()
     ds = mod.load_data(data, SHAPE)
     return {"seconds": round(time.perf_counter() - t, 2), "images": int(sum(len(ds.split(s)[1])
