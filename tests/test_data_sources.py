@@ -275,7 +275,7 @@ def test_npz_not_a_zip_and_pickled_objects(tmp_path):
 
 # --------------------------------------------------------------------------- the registry
 def test_registry_and_stored_source(tmp_path):
-    assert list(DATA_SOURCES) == ["digits", "npz", "list", "folder"]
+    assert list(DATA_SOURCES) == ["digits", "shapes", "npz", "list", "folder"]
     assert source_kind("digits") == "digits"
     _classes(tmp_path / "f")
     assert source_kind(str(tmp_path / "f")) == "folder"

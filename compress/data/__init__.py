@@ -1,6 +1,6 @@
 """Data: sources that index images, safe decoding, ``paddle.vision`` transforms, Paddle's loader.
 
-- ``open_source(spec)``: ``digits`` (default), an image folder, PaddleClas list files, an ``.npz``
+- ``open_source(spec)``: ``digits`` (default), ``shapes`` (procedural, harder), an image folder, PaddleClas list files, an ``.npz``
   (``DATA_SOURCES`` maps each registry name to its class);
 - ``Preprocess``: the resize / normalisation / augmentation recipe, recorded in the sidecar;
 - ``make_loader``: a ``paddle.io.DataLoader`` over a split, sharded across ranks, reproducible;
@@ -13,12 +13,13 @@ from .images import IMAGE_SUFFIXES, MAX_PIXELS, check_images, load_image, to_cha
 from .loader import GlobalBatchSampler, ImageDataset, Loader, load_arrays, make_loader, resolve_rank
 from .npz import NpzSource
 from .registry import DATA_SOURCES, open_source, source_kind, stored_source
+from .shapes import ShapesSource
 from .sources import SPLIT_SEED, SPLITS, DigitsSource, Source
 from .transforms import Preprocess
 
 __all__ = [
     "ArrayData", "DATA_SOURCES", "Dataset", "DigitsSource", "FolderSource", "GlobalBatchSampler", "IMAGE_SUFFIXES",
-    "ImageDataset", "ListSource", "Loader", "MAX_PIXELS", "NpzSource", "Preprocess", "SPLITS", "SPLIT_SEED",
+    "ImageDataset", "ListSource", "Loader", "ShapesSource", "MAX_PIXELS", "NpzSource", "Preprocess", "SPLITS", "SPLIT_SEED",
     "Source", "check_images", "load_arrays", "load_data", "load_image", "make_loader", "open_source",
     "resolve_rank", "source_kind", "stored_source", "to_channels",
 ]

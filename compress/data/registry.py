@@ -6,12 +6,14 @@ from pathlib import Path
 from ..errors import CompressError
 from .files import FolderSource, ListSource
 from .npz import NpzSource
+from .shapes import ShapesSource
 from .sources import DigitsSource, Source
 
 # name -> source class, in the order a ``--data`` value is matched (a directory with list files
 # before a class-folder directory)
 DATA_SOURCES: dict[str, type[Source]] = {
     "digits": DigitsSource,
+    "shapes": ShapesSource,
     "npz": NpzSource,
     "list": ListSource,
     "folder": FolderSource,
@@ -26,8 +28,8 @@ def source_kind(spec: str) -> str:
             return name
     if Path(spec).exists():
         raise CompressError(f"{spec}: not a data directory, list file (.txt) or .npz file")
-    raise CompressError(f"unknown data source {spec!r}: use 'digits', an image-folder directory, "
-                        "a directory with train_list.txt, or an .npz file")
+    raise CompressError(f"unknown data source {spec!r}: use 'digits', 'shapes[:COUNT[:SEED]]', an image-folder "
+                        "directory, a directory with train_list.txt, or an .npz file")
 
 
 def open_source(spec: str) -> Source:
@@ -38,6 +40,6 @@ def open_source(spec: str) -> Source:
 def stored_source(source: str | None) -> str | None:
     """How a data source is recorded in a sidecar: a registry name as is, a path made absolute,
     so the model's data is found from any working directory."""
-    if source is None or source in DATA_SOURCES and not Path(source).exists():
-        return source
-    return str(Path(source).resolve())
+    if source is None:
+        return None
+    return str(source) if DATA_SOURCES[source_kind(source)].builtin else str(Path(source).resolve())
