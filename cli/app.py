@@ -42,7 +42,7 @@ import compress  # noqa: E402
 from compress import native, signals, trust  # noqa: E402
 from compress.errors import CompressError  # noqa: E402
 
-from .commands import COMMANDS  # noqa: E402
+from .commands import COMMANDS, GROUPS  # noqa: E402
 from .output import flag, stdout  # noqa: E402
 from .progress import stderr  # noqa: E402
 
@@ -136,6 +136,11 @@ def main(version: bool = typer.Option(False, "--version", callback=version_cb, i
 
 for _name, _command in COMMANDS:
     app.command(_name)(friendly(_command))
+for _name, _help, _commands in GROUPS:
+    _group = typer.Typer(no_args_is_help=True, help=_help)
+    for _sub, _command in _commands:
+        _group.command(_sub)(friendly(_command))
+    app.add_typer(_group, name=_name)
 
 
 def run():

@@ -1,7 +1,7 @@
 """The commands, one module each. A command maps its flags to the library's parameters
 (a config dataclass where there is one), calls one library function and prints the result.
-``COMMANDS`` is the one list the app registers (in pipeline order)."""
-from . import blocks, demo, export, prune, report, stats, sweep, train
+``COMMANDS`` and ``GROUPS`` are what the app registers (in pipeline order)."""
+from . import blocks, data, demo, export, prune, report, stats, sweep, train
 
 COMMANDS = [
     ("blocks", blocks.blocks),
@@ -12,4 +12,9 @@ COMMANDS = [
     ("report", report.report),
     ("sweep", sweep.sweep),
     ("demo", demo.demo),
+]
+
+# Command groups: (name, help, [(sub-command name, function), ...]).
+GROUPS = [
+    ("data", "Built-in data sets.", [("make", data.make)]),
 ]

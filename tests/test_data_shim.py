@@ -1,8 +1,9 @@
+"""The transitional whole-split arrays (compress.data.compat), as the code base used them before streaming data."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from compress.data import DATA_SOURCES, load_data, prepare
+from compress.data import DATA_SOURCES, DigitsSource, load_data
 from compress.errors import CompressError
 
 
@@ -10,16 +11,19 @@ def test_digits_split_is_fixed_and_shaped():
     a = load_data("digits", (1, 16, 16))
     assert a.x_train.shape[1:] == (1, 16, 16) and a.num_classes == 10
     assert len(a.y_train) + len(a.y_val) + len(a.y_test) == 1797
-    b = DATA_SOURCES["digits"]((3, 8, 8))
+    assert DATA_SOURCES["digits"] is DigitsSource
+    b = load_data("digits", (3, 8, 8))
     assert b.x_test.shape[1:] == (3, 8, 8)
     np.testing.assert_array_equal(a.y_test, b.y_test)           # split independent of shape/seed
     assert -1.0 <= a.x_train.min() and a.x_train.max() <= 1.0
 
 
-def test_prepare_adapts_channels_and_layout():
-    x = np.random.rand(4, 10, 12, 3).astype(np.float32)
-    assert prepare(x, (1, 8, 8)).shape == (4, 1, 8, 8)
-    assert prepare(x[..., 0], (3, 8, 8)).shape == (4, 3, 8, 8)
+def test_npz_layouts_adapt_to_the_input_shape(tmp_path):
+    x = np.random.rand(20, 10, 12, 3).astype(np.float32)
+    np.savez(tmp_path / "rgb.npz", x=x, y=np.arange(20) % 2)
+    np.savez(tmp_path / "grey.npz", x=x[..., 0], y=np.arange(20) % 2)
+    assert load_data(str(tmp_path / "rgb.npz"), (1, 8, 8)).x_test.shape == (4, 1, 8, 8)
+    assert load_data(str(tmp_path / "grey.npz"), (3, 8, 8)).x_test.shape == (4, 3, 8, 8)
 
 
 def test_image_folder_and_npz(tmp_path):
