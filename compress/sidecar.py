@@ -51,6 +51,7 @@ class Sidecar(Mapping):
     statistics_sums: dict | None = None      # their raw running sums
     metrics: dict = field(default_factory=dict)
     lineage: list = field(default_factory=list)          # one entry per train-from/prune step
+    pretrained: dict | None = None           # the foreign checkpoint fine-tuned from: path, sha256, reinitialized keys
     weights_sha256: str | None = None        # of the weights file it was written with (see compress.storage)
     format: str = SIDECAR_FORMAT
     extra: dict = field(default_factory=dict)            # keys this version does not know
@@ -161,6 +162,10 @@ def check_input_shape(shape, param: str | None = None) -> tuple[int, int, int]:
     return tuple(shape)
 
 
+def _is_sha256(v) -> bool:
+    return isinstance(v, str) and len(v) == 64
+
+
 def _of(kind, *, optional=True, items=None):
     def ok(v):
         if v is None:
@@ -184,7 +189,11 @@ _FIELD_RULES = {  # field -> (check, what it must be)
     "statistics": (_of(list, items=dict), "a list of objects"),
     "lineage": (_of(list, optional=False, items=dict), "a list of objects"),
     "params": (lambda v: v is None or _is_int(v), "an integer"), "flops": (lambda v: v is None or _is_int(v), "an integer"),
-    "weights_sha256": (lambda v: v is None or (isinstance(v, str) and len(v) == 64), "a sha256 hex digest"),
+    "weights_sha256": (lambda v: v is None or _is_sha256(v), "a sha256 hex digest"),
+    "pretrained": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("path"), str)
+                                           and _is_sha256(v.get("sha256"))
+                                           and _of(list, items=str)(v.get("reinitialized", []))),
+                   'an object {"path": ..., "sha256": ..., "reinitialized": [keys]}'),
 }
 
 
