@@ -44,7 +44,7 @@ class Target:
         given = [p for p in ("keep", "keep_flops", "blocks") if getattr(self, p) is not None]
         if len(given) > 1:
             raise CompressError(f"give one of `keep`, `keep_flops` or `blocks`, not {' and '.join(f'`{p}`' for p in given)}",
-                                param=given)
+                                param=("keep", "keep_flops", "blocks"))
         if not given:
             raise CompressError("give `keep` K (0 < K <= 1), `keep_flops` F (0 < F <= 1) or `blocks` i,j,...",
                                 param=("keep", "keep_flops", "blocks"))
