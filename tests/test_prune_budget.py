@@ -109,3 +109,39 @@ def test_a_sidecar_with_a_mistyped_check_is_refused(sample, tmp_path):
     sc_path.write_text(json.dumps(sc))
     err = one_line_error(invoke("stats", out))
     assert "lineage must be" in err and "surgery_check" in err
+
+
+def test_keep_column_shows_the_flops_ratio():
+    from compress.reporting import build_report, render_table
+
+    def entry(name, keep, parent, flops, keep_flops=None):
+        return {"name": name, "path": f"/m/{name}.pdparams", "keep": keep, "parent": parent, "accuracy": 0.9,
+                "params": 10, "flops": flops, "blocks": 4, "keep_flops": keep_flops,
+                "runtimes": [{"runtime": "onnxruntime", "batch": 1, "threads": 1, "latency_ms_p50": flops / 1e3,
+                              "runs": 10}]}
+    rep = build_report([entry("m", 1.0, None, 1000), entry("m.flops0.6", 0.5, "m", 516, 0.516),
+                        entry("m.keep0.5", 0.5, "m", 516)], None)
+    keeps = {r["model"]: r["keep"] for r in render_table(rep)}
+    assert keeps == {"m *": "1", "m.flops0.6": "F0.52", "m.keep0.5": "0.5"}
+    assert [r["keep_flops"] for r in rep["rows"]] == [None, 0.516, None]
+
+
+def test_sweep_over_flops_budgets(tmp_path):
+    base = tmp_path / "tiny.pdparams"
+    res = invoke("train", "--arch", "tiny_models:TinyCNN", "--input-shape", "1,8,8", "--epochs", 1,
+                 "--drop-path-rate", 0.2, "--out", base)
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "sw"
+    assert "--keep or --keep-flops" in one_line_error(invoke("sweep", base, "--keep", "0.5", "--keep-flops", "0.5",
+                                                             "--out", out))
+    assert "--keep-flops ratios must be in (0, 1]" in one_line_error(invoke("sweep", base, "--keep-flops", "0,0.5",
+                                                                            "--out", out))
+    res = invoke("sweep", base, "--keep-flops", "1.0,0.6", "--criterion", "importance", "--epochs", 0, "--out", out,
+                 "--runs", 5, "--warmup", 10, "--seconds", 0, "--batch", "1", "--json")
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert set(rep["sweep"]) == {"F0.6"} and rep["sweep"]["F0.6"]["flops_ratio"] <= 0.6
+    row = next(r for r in rep["rows"] if r["model"] == "tiny.flops0.6")
+    assert row["keep_flops"] == pytest.approx(rep["sweep"]["F0.6"]["flops_ratio"]) == pytest.approx(row["flops_ratio"])
+    assert "keep F0." in rep["headline"]
+    assert f"F{row['keep_flops']:.2f}" in (out / "report.md").read_text()

@@ -130,7 +130,7 @@ def world() -> tuple[int, int]:
     return (int(os.environ.get("PADDLE_TRAINER_ID", "0")), n) if n > 1 else (0, 1)
 
 
-def default_out(model_path, keep: float | None, n_kept: int, keep_flops: float | None = None) -> Path:
+def default_out(model_path, keep: float | None = None, n_kept: int = 0, keep_flops: float | None = None) -> Path:
     p = Path(model_path)
     tag = f"keep{keep:g}" if keep is not None else f"flops{keep_flops:g}" if keep_flops is not None else f"{n_kept}blocks"
     return p.with_name(f"{p.stem}.{tag}{p.suffix}")
