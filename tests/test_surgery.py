@@ -1,10 +1,12 @@
 import numpy as np
 import paddle
+import pytest
 
 from compress.blocks import find_blocks
+from compress.errors import CompressError
 from compress.flops import count_flops
 from compress.layers import count_params
-from compress.surgery import remove_blocks
+from compress.surgery import Unit, check_removal, remove_blocks, removal_diff, switched_off
 from tiny_models import TinyCNN, TinyTransformer
 
 
@@ -36,10 +38,6 @@ def test_removal_equals_skipping_the_block():
 
 
 # --------------------------------------------------------------------------- the self-check
-import pytest  # noqa: E402
-
-from compress.errors import CompressError  # noqa: E402
-from compress.surgery import Unit, check_removal, removal_diff, switched_off  # noqa: E402
 
 
 def _twin(model_cls, **kw):
