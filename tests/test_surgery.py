@@ -91,3 +91,14 @@ def test_self_check_names_a_block_whose_body_feeds_something_else():
     assert e.value.exit_code == 3
     msg = str(e.value)
     assert "block 1 (blocks.1)" in msg and "blocks.0" not in msg and "4 images" in msg
+
+
+def test_flops_are_attributed_per_block_in_a_transformer():
+    from zoo_models import DeiT
+
+    model = DeiT(img=16, patch=4, dim=16, depth=3, heads=2, in_chans=1)
+    blocks = find_blocks(model, (1, 16, 16))
+    total, per = count_flops(model, (1, 16, 16), blocks)
+    assert all(per[b.path] > 0 for b in blocks) and sum(per.values()) < total
+    remove_blocks(model, ["blocks.0", "blocks.2"])
+    assert count_flops(model, (1, 16, 16))[0] == total - per["blocks.0"] - per["blocks.2"]
