@@ -282,11 +282,13 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
     kept_blocks, total = blocks_with_flops(healed.student, teacher.input_shape, parent.blocks_from)
     kept_paths = {b.path for b in kept_blocks}
     all_removed = list(parent.removed_blocks) + p.remove_paths
-    original_flops = next((s["flops_before"] for s in parent.prune_steps if s.get("flops_before")), p.flops_before)
+    # the first parent's FLOPs: unknown when an earlier prune (before FLOPs were recorded) did not say
+    original_flops = parent.prune_steps[0].get("flops_before") if parent.prune_steps else p.flops_before
     step = {"parent": str(model_path.resolve()), "parent_sha256": sha256(model_path), "keep": keep,
             "keep_total": len(kept_blocks) / (len(kept_blocks) + len(all_removed)), "criterion": p.criterion,
             "keep_flops": p.keep_flops, "flops_before": p.flops_before, "flops_after": total,
-            "flops_ratio": total / p.flops_before, "flops_ratio_total": total / original_flops,
+            "flops_ratio": total / p.flops_before,
+            "flops_ratio_total": total / original_flops if original_flops else None,
             "surgery_check": healed.check.to_json(),
             "seed": heal.seed, "removed": p.remove_paths, "blocks_before": p.blocks_before,
             "blocks_after": p.blocks_after,
