@@ -37,7 +37,7 @@ def prune(
     criterion: str = typer.Option(DEFAULT_CRITERION, help=f"How blocks are chosen: {', '.join(CRITERIA)}."),
     blocks_from: Optional[str] = typer.Option(None, "--blocks-from", help=BLOCKS_FROM_HELP
                                               + " Default: the pattern in the model's sidecar, if any."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output weights (default: MODEL.keepK.pdparams)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output weights (default: MODEL.keepK.pdparams, MODEL.flopsF.pdparams)."),
     data: Optional[str] = typer.Option(None, help="Healing data (default: the sidecar's)."),
     epochs: int = typer.Option(5, help="Healing epochs (0: prune without healing)."),
     batch_size: int = typer.Option(64),
