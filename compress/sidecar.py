@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -174,6 +175,25 @@ def _of(kind, *, optional=True, items=None):
     return ok
 
 
+def _number(v, low=0.0, high=math.inf, *, open_low=False) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and (v > low if open_low else v >= low) and v <= high)
+
+
+def _lineage_step_ok(step) -> bool:
+    """A prune step's typed fields (absent or null where optional): the FLOPs budget and ratios in (0, 1],
+    the surgery self-check's figure {max_abs_diff >= 0, images >= 1, tolerance >= 0}."""
+    if not isinstance(step, dict):
+        return False
+    ratios = all(step.get(k) is None or _number(step[k], 0.0, 1.0, open_low=True)
+                 for k in ("keep_flops", "flops_ratio", "flops_ratio_total"))
+    check = step.get("surgery_check")
+    check_ok = check is None or (isinstance(check, dict) and _number(check.get("max_abs_diff"))
+                                 and _is_int(check.get("images")) and check["images"] >= 1
+                                 and _number(check.get("tolerance", 0.0)))
+    return ratios and check_ok
+
+
 _FIELD_RULES = {  # field -> (check, what it must be)
     "arch": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("spec"), str) and v["spec"]
                                      and isinstance(v.get("kwargs", {}), dict)),
@@ -187,7 +207,9 @@ _FIELD_RULES = {  # field -> (check, what it must be)
     "blocks": (_of(list, optional=False, items=dict), "a list of objects"),
     "blocks_from": (_of(str), "a path pattern (text)"),
     "statistics": (_of(list, items=dict), "a list of objects"),
-    "lineage": (_of(list, optional=False, items=dict), "a list of objects"),
+    "lineage": (lambda v: isinstance(v, list) and all(_lineage_step_ok(s) for s in v),
+                "a list of objects (keep_flops, flops_ratio, flops_ratio_total: numbers in (0, 1]; surgery_check: "
+                "{max_abs_diff: number >= 0, images: integer >= 1, tolerance: number >= 0})"),
     "params": (lambda v: v is None or _is_int(v), "an integer"), "flops": (lambda v: v is None or _is_int(v), "an integer"),
     "weights_sha256": (lambda v: v is None or _is_sha256(v), "a sha256 hex digest"),
     "pretrained": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("path"), str)
