@@ -56,7 +56,7 @@ def test_wrapped_block_drop_is_identity_and_keep_scaled():
     model.train()
     block = model.stages[0][0]
     y = block(x).numpy()
-    mask = sd._mask[0].numpy()
+    mask = sd.step_masks(64)[0]
     assert 0 < mask.sum() < 64
     np.testing.assert_allclose(y[~mask], x.numpy()[~mask])   # dropped samples pass straight through
     sd.rates[:] = 0.0
@@ -88,7 +88,7 @@ def test_own_droppath_is_driven_with_one_mask_per_block():
     for layer in model.sublayers():                       # no other randomness in this block
         assert not isinstance(layer, paddle.nn.Dropout)
     y = block(x).numpy()
-    mask = sd._mask[0].numpy()
+    mask = sd.step_masks(64)[0]
     assert 0 < mask.sum() < 64
     # both residual branches skipped together: a dropped sample is exactly the identity
     np.testing.assert_allclose(y[~mask], x.numpy()[~mask])
