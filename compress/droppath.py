@@ -84,7 +84,7 @@ class StochasticDepth:
         self._forward = 0                       # counts the model's forward passes
         self._drawn = -1                        # the forward whose masks were drawn together
         self._used = [-1] * len(blocks)         # the forward in which each block last took its mask
-        self._probe = {}                        # block -> (|B(x)-x|, |x|, weights) of the last forward
+        self._probe = {}                        # block -> (|B(x)-x|², |x|², weights, count) of the last forward
         self._resid = []                        # per step: device (n probed,) ratio sums, block indices, counts
         self._handles = []
         self._swapped = []  # (block layer, name, original layer)
@@ -174,10 +174,9 @@ class StochasticDepth:
     def _record_probe(self, i: int, x, output, delta, scaled: bool, keep: float) -> None:
         if i in self._probe:
             self._reduce_probe()
-        with paddle.no_grad():
-            axes = list(range(1, x.ndim))
-            dn = paddle.linalg.vector_norm(output - x if delta is None else delta.detach(), axis=axes)
-            xn = paddle.linalg.vector_norm(x.detach(), axis=axes)
+        with paddle.no_grad():  # squared norms: paddle's CPU p_norm is ~10x slower than square + sum
+            dn = paddle.square((output - x if delta is None else delta).flatten(1)).sum(axis=1)
+            xn = paddle.square(x.flatten(1)).sum(axis=1)
         host = self._host[i]
         weight = np.ones(x.shape[0], np.float32) if host is None else host.astype(np.float32)
         count = x.shape[0] if host is None else int(host.sum())
@@ -192,7 +191,7 @@ class StochasticDepth:
         parts = [self._probe[i] for i in idx]
         self._probe = {}
         with paddle.no_grad():
-            dn, xn = paddle.stack([p[0] for p in parts]), paddle.stack([p[1] for p in parts])
+            dn, xn = paddle.stack([p[0] for p in parts]).sqrt(), paddle.stack([p[1] for p in parts]).sqrt()
             w = paddle.to_tensor(np.stack([p[2] for p in parts]))
             sums = (dn * w / (xn + 1e-12)).sum(axis=1)
         counts = np.array([p[3] for p in parts], np.float64)
