@@ -9,8 +9,9 @@ warm-up) under DropPath in three configurations, each on its own copy of the mod
 
 The configurations are interleaved step by step (rotating order), so the load of a shared machine
 falls on all three alike; the reading of the statistics at the end (where a host sync is deferred,
-it happens there) is timed and spread over the steps. Overhead = median step time with
-statistics / median without - 1 (the mean-based figure is reported too).
+it happens there) is timed and spread over the steps. Overhead = step time with
+statistics / the same step without - 1, the median over steps (the ratios of median and of
+mean step times are reported too).
 
     python benchmarks/stats_overhead.py                                 # samples + resnet18 at 224
     python benchmarks/stats_overhead.py --models resnet_tiny --steps 30 --out /tmp/x.json
@@ -147,7 +148,16 @@ def bench(name: str, a) -> dict:
             "overhead_pct": {c: round(100 * (med[c] / med["off"] - 1), 2) for c in CONFIGS[1:]},
             "overhead_pct_mean": {c: round(100 * (np.mean(times[c]) / np.mean(times["off"]) - 1), 2)
                                   for c in CONFIGS[1:]},
+            "overhead_pct_paired": paired(times, read, steps),
             "times_s": {c: [round(t, 6) for t in times[c]] for c in CONFIGS}}
+
+
+def paired(times: dict, read: dict, steps: int) -> dict:
+    """Median over steps of (step with statistics / the same step without, run next to it) - 1:
+    the two ran seconds apart, so a load change on the shared machine cancels out."""
+    off = np.asarray(times["off"])
+    return {c: round(100 * (float(np.median((np.asarray(times[c]) + read[c] / steps) / off)) - 1), 2)
+            for c in CONFIGS[1:]}
 
 
 def table(result: dict) -> str:
@@ -156,16 +166,19 @@ def table(result: dict) -> str:
            f"CPU: {cpu['model_name']} ({cpu['cpus']} CPUs, shared with other jobs; flags: {' '.join(cpu['flags'])}); "
            f"paddle {cpu['paddle']}, Python {cpu['python']}; git {result['git']}.", "",
            f"DropPath at a uniform rate {RATE}; the three configurations on their own model copies, interleaved step "
-           "by step; median step time (statistics read at the end, spread over the steps); overhead = median "
-           "step time with statistics / without - 1 (in brackets: the same from mean step times, which the "
-           "load spikes of the shared machine move more).", "",
+           f"by step, {result['rows'][0]['steps']} steps after warm-up (resnet18@224: {result['rows'][-1]['steps']}); "
+           "the reading of the statistics at the end is spread over the steps. Overhead: median over steps of "
+           "(step time with statistics / the step without, run next to it) - 1; in brackets the ratio of median "
+           "and of mean step times, which load changes on the shared machine move more.", "",
            "| model | blocks | DropPath | input, batch | step, off | + statistics | + statistics + residual probe |",
            "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         ms, ov, mean = r["ms_per_step"], r["overhead_pct"], r["overhead_pct_mean"]
-        cell = {c: f"{ms[c]:.2f} ms, **{ov[c]:+.1f} %** [{mean[c]:+.1f} %]" for c in CONFIGS[1:]}
+        pr = r.get("overhead_pct_paired") or paired(r["times_s"], {c: r["read_ms"][c] / 1e3 for c in CONFIGS},
+                                                    r["steps"])
+        cell = {c: f"{ms[c]:.1f} ms, **{pr[c]:+.1f} %** [{ov[c]:+.1f} %, {mean[c]:+.1f} %]" for c in CONFIGS[1:]}
         out.append(f"| {r['model']} | {r['blocks']} | {'/'.join(r['droppath'])} | "
-                   f"{'x'.join(map(str, r['input_shape']))}, {r['batch']} | {ms['off']:.2f} ms | "
+                   f"{'x'.join(map(str, r['input_shape']))}, {r['batch']} | {ms['off']:.1f} ms | "
                    f"{cell['stats']} | {cell['stats+probe']} |")
     return "\n".join(out) + "\n"
 
@@ -181,7 +194,13 @@ def main(argv=None):
     ap.add_argument("--warmup-224", type=int, default=2)
     ap.add_argument("--label", default="after")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/stats_overhead.json"))
+    ap.add_argument("--render", metavar="JSON", help="only re-write the markdown table of a results file")
     a = ap.parse_args(argv)
+    if a.render:
+        result = json.loads(Path(a.render).read_text())
+        Path(a.render).with_suffix(".md").write_text(table(result))
+        print(table(result))
+        return
     git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                          text=True).stdout.strip()
     result = {"label": a.label, "git": git, "cpu": cpu_info(), "rate": RATE,
