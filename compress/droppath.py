@@ -196,6 +196,8 @@ class StochasticDepth:
             sums = (dn * w / (xn + 1e-12)).sum(axis=1)
         counts = np.array([p[3] for p in parts], np.float64)
         self._resid.append((sums, idx, counts))
+        if len(self._resid) >= 1024:  # bounded: an epoch-long run of steps without a read still syncs now and then
+            self.flush()
 
     def flush(self) -> None:
         """Add the residual-ratio sums kept on the device to the statistics: one host copy."""

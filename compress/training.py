@@ -160,6 +160,7 @@ class DepthRun:
         self.sd = StochasticDepth(model, blocks, self.stats, residual_ratio).attach()
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.sd.flush()  # the residual-ratio sums kept on the device: one copy per epoch
         self.sd.rates = self.schedule.rates(epoch, epochs, self.window)
         self.window.decay(0.5)
 
