@@ -183,7 +183,7 @@ def table(result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--batch", type=int, default=64, help="digits batch for the samples")
@@ -195,7 +195,11 @@ def main(argv=None):
     ap.add_argument("--label", default="after")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/stats_overhead.json"))
     ap.add_argument("--render", metavar="JSON", help="only re-write the markdown table of a results file")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
     if a.render:
         result = json.loads(Path(a.render).read_text())
         Path(a.render).with_suffix(".md").write_text(table(result))
