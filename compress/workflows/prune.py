@@ -17,7 +17,7 @@ import paddle
 
 from ..blocks import compile_pattern, no_blocks_message
 from ..criteria import DATA_CRITERIA, DEFAULT_CRITERION, Context, select
-from ..data import Dataset, load_data, stored_source
+from ..data import DataOptions, ModelData, stored_source
 from ..errors import CompressError
 from ..export import check_out_dir, export_model
 from ..fileio import sha256
@@ -177,13 +177,15 @@ def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERIO
 
 
 # --------------------------------------------------------------------------- prune
-def _healing_data(teacher: ModelBundle, data: str | None, heal: HealConfig, criterion: str):
-    """(source, dataset): the healing/criterion data, checked against the model's classes."""
+def _healing_data(teacher: ModelBundle, data: str | None, heal: HealConfig, criterion: str,
+                  options: DataOptions | None = None):
+    """(source, ModelData): the healing/criterion data through the parent's preprocess (``options`` may change
+    its augmentation and the loader's workers), checked against the model's classes; every image header-checked."""
     source = data or teacher.sidecar.data_source
     if (heal.epochs > 0 or criterion in DATA_CRITERIA) and not source:
         raise CompressError("healing needs data: pass `data` (the model's sidecar names none), or set `epochs` to 0",
                             param=("data", "epochs"))
-    ds = load_data(source, teacher.input_shape) if source else None
+    ds = ModelData.of_model(teacher, source, options) if source else None
     if ds is not None:
         check_num_classes(teacher.model, teacher.input_shape, ds.num_classes)
     return source, ds
@@ -203,9 +205,10 @@ class _Healed:
     accuracy: dict
     history: list
     best_epoch: int | None
+    augment: str | None = None   # healing's training augmentation
 
 
-def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: Dataset | None, heal: HealConfig,
+def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData | None, heal: HealConfig,
                      progress: Progress, shard: tuple[int, int]) -> _Healed:
     wrap = None
     if shard[1] > 1:
@@ -215,16 +218,16 @@ def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: D
     remove_blocks(student, p.remove_paths)
     acc = {}
     if ds is not None:
-        acc["original"] = accuracy(teacher.model, ds.x_test, ds.y_test)
-        acc["after_removal"] = accuracy(student, ds.x_test, ds.y_test)
+        acc["original"] = accuracy(teacher.model, ds, "test")
+        acc["after_removal"] = accuracy(student, ds, "test")
         progress.log(f"test accuracy: original {acc['original']:.4f}, after removing "
                      f"{len(p.remove)} blocks {acc['after_removal']:.4f}")
-    healed = _Healed(student, acc, [], None)
+    healed = _Healed(student, acc, [], None, ds.preprocess.augment if ds is not None and heal.epochs > 0 else None)
     if heal.epochs > 0:
         res = fit(student, ds, heal.fit_config(), teacher=teacher.model if heal.distill else None, progress=progress,
                   shard=shard, wrap=wrap)
         healed.history, healed.best_epoch = res.history, res.best_epoch
-        acc["after_healing"] = accuracy(student, ds.x_test, ds.y_test)
+        acc["after_healing"] = accuracy(student, ds, "test")
         progress.log(f"test accuracy after healing: {acc['after_healing']:.4f} (best epoch {res.best_epoch})")
     return healed
 
@@ -241,7 +244,7 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
             "seed": heal.seed, "removed": p.remove_paths, "blocks_before": p.blocks_before,
             "blocks_after": p.blocks_after,
             "healing": {**asdict(heal), "best_epoch": healed.best_epoch, "history": healed.history,
-                        "data": stored_source(source)},
+                        "data": stored_source(source), "augment": healed.augment},
             "accuracy": acc}
     return parent.replace(
         drop=("statistics_sums",),  # the raw sums describe the parent's blocks
@@ -257,11 +260,13 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
 def prune(model_path, keep: float | None = None, blocks: list[int] | None = None,
           criterion: str = DEFAULT_CRITERION, out=None, data: str | None = None,
           heal: HealConfig | None = None, dry_run: bool = False, export_dir=None,
-          progress: Progress = NULL, blocks_from: str | None = None) -> PruneResult:
+          progress: Progress = NULL, blocks_from: str | None = None,
+          data_options: DataOptions | None = None) -> PruneResult:
     """The ``prune`` command: plan, remove, heal with distillation, write ``out`` (+ sidecar), optionally export.
 
     ``blocks_from``: pick the blocks by path pattern (default: as recorded in the model's sidecar,
-    else by skip connection); recorded in the pruned model's sidecar.
+    else by skip connection); recorded in the pruned model's sidecar. ``data_options``: healing's augmentation
+    (default: the parent's, as its sidecar records) and the loader's worker processes.
     """
     heal = heal or HealConfig()
     model_path = check_weights_path(model_path)
@@ -272,7 +277,7 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     teacher = load_model(model_path)
     if blocks_from is not None:
         teacher.sidecar = teacher.sidecar.replace(blocks_from=blocks_from)
-    source, ds = _healing_data(teacher, data, heal, criterion)
+    source, ds = _healing_data(teacher, data, heal, criterion, data_options)
     p = plan(teacher, keep, blocks, criterion, heal.seed, ds)
     out = _out_path(model_path, out, keep, p.blocks_after, source, export_dir)
     p.out = str(out)
