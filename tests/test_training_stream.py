@@ -1,0 +1,176 @@
+"""Training on the streaming loader: progress (images/s, ETA), faults (non-finite loss, loader workers),
+the preprocess recorded by train and reused by prune, ModelData's choice of preprocessing."""
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import invoke, one_line_error
+from PIL import Image
+
+from compress.data import DataOptions, ModelData, Preprocess
+from compress.errors import CompressError
+from compress.progress import Progress, Throughput
+from compress.training import FitConfig, accuracy, fit
+
+TINY = ["--arch", "tiny_models:TinyCNN", "--input-shape", "1,8,8"]
+
+
+class Recorder(Progress):
+    def __init__(self):
+        self.advances = []
+
+    @contextlib.contextmanager
+    def task(self, description, total):
+        yield lambda n=1, **fields: self.advances.append((n, fields))
+
+
+def test_throughput_rate_and_eta():
+    now = [100.0]
+    meter = Throughput(10, clock=lambda: now[0])
+    assert meter.describe() == ""
+    now[0] += 2.0
+    meter.advance(1, images=64)
+    meter.advance(1, images=36)
+    assert meter.images_per_s == pytest.approx(50.0) and meter.eta_s == pytest.approx(8.0)
+    assert meter.describe() == "50 img/s, ETA 0:08"
+    now[0] += 3600
+    assert meter.describe().endswith("ETA 4:08:08")
+
+
+def test_fit_streams_whole_epochs_and_reports_images():
+    from tiny_models import TinyCNN
+
+    data = ModelData.open("digits", (1, 8, 8))
+    rec = Recorder()
+    fit(TinyCNN(), data, FitConfig(epochs=2, batch_size=100, lr=5e-3), progress=rec)
+    n = data.size("train")
+    assert len(rec.advances) == 2 * -(-n // 100)                      # every batch, the tail one included
+    assert sum(f["images"] for _, f in rec.advances) == 2 * n
+    assert [f["images"] for _, f in rec.advances][-1] == n % 100
+
+
+def test_non_finite_loss_stops_training_naming_epoch_and_step(tmp_path):
+    out = tmp_path / "m.pdparams"
+    res = invoke("train", *TINY, "--epochs", 2, "--lr", "1e30", "--drop-path-rate", 0, "--out", out)
+    line = one_line_error(res)
+    assert "diverged" in line and "epoch 1, step 2 of 17" in line and "--lr" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_finite_loss_in_the_library():
+    from tiny_models import TinyCNN
+
+    model = TinyCNN()
+    w = model.parameters()[0]
+    w.set_value(np.full(w.shape, np.nan, np.float32))
+    with pytest.raises(CompressError, match=r"loss became nan at epoch 1, step 1 of"):
+        fit(model, ModelData.open("digits", (1, 8, 8)), FitConfig(epochs=1))
+
+
+def _folder(root: Path, n: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+    return out
+
+
+def _ignores_sigint(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_loader_workers_ignore_sigint_and_die_with_their_parent(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from compress.data import Preprocess, make_loader, open_source
+        loader = make_loader(open_source({str(root)!r}), "train", Preprocess((3, 8, 8)), 2, train=True,
+                             num_workers=1, rank=0, world=1)
+        next(iter(loader))
+        print("ready", flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        workers = _children(proc.pid)
+        assert workers and all(_ignores_sigint(w) for w in workers)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while any(Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]
+                  for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]
+                       for w in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_model_data_preprocess_choice(tmp_path):
+    digits = ModelData.open("digits", (1, 16, 16))
+    assert digits.preprocess == Preprocess((1, 16, 16), "exact", "half", "light")
+    legacy = {"layout": "NCHW", "range": [0, 1], "mean": 0.5, "std": 0.5}
+    old = ModelData.open("digits", (1, 16, 16), legacy)        # the shipped samples' record
+    assert old.preprocess == digits.preprocess
+    rec = Preprocess((3, 8, 8), "short", "imagenet", "standard").to_json()
+    root = _folder(tmp_path / "imgs")
+    kept = ModelData.open(str(root), (3, 8, 8), rec, DataOptions(augment="none", workers=0))
+    assert (kept.preprocess.resize, kept.preprocess.normalize, kept.preprocess.augment) == ("short", "imagenet", "none")
+    with pytest.raises(CompressError, match="trained with normalize imagenet") as e:
+        ModelData.open(str(root), (3, 8, 8), rec, DataOptions(normalize="half"))
+    assert e.value.param == "normalize"
+    for bad in ({"augment": "heavy"}, {"resize": "crop"}, {"normalize": "zero"}, {"workers": -1}):
+        with pytest.raises(CompressError) as e:
+            DataOptions(**bad)
+        assert e.value.param == next(iter(bad))
+    x, y = kept.arrays("test", 3)
+    assert x.shape == (3, 3, 8, 8) and x.dtype == np.float32 and len(y) == 3
+    assert kept.describe()["source"] == str(root.resolve())
+
+
+def test_train_records_preprocess_and_prune_heals_with_it(tmp_path):
+    out = tmp_path / "m.pdparams"
+    res = invoke("train", *TINY, "--epochs", 1, "--normalize", "imagenet", "--augment", "none", "--workers", 0,
+                 "--out", out, "--json")
+    assert res.exit_code == 0, res.output
+    pre = json.loads(out.with_name("m.compress.json").read_text())["preprocess"]
+    assert (pre["normalize"], pre["augment"], pre["resize"]["rule"]) == ("imagenet", "none", "exact")
+    assert pre["mean"] == [pytest.approx(0.449, abs=1e-3)] and pre["formula"]
+    pruned = tmp_path / "p.pdparams"
+    res = invoke("prune", out, "--keep", 0.5, "--epochs", 1, "--augment", "light", "--out", pruned, "--json")
+    assert res.exit_code == 0, res.output
+    sc = json.loads(pruned.with_name("p.compress.json").read_text())
+    assert sc["preprocess"] == pre and sc["lineage"][-1]["healing"]["augment"] == "light"
+    # the recorded preprocess is what evaluation applies: the accuracy reproduces through it
+    import compress
+
+    bundle = compress.load_model(pruned)
+    assert accuracy(bundle.model, ModelData.of_model(bundle), "test") == pytest.approx(sc["metrics"]["test_accuracy"])
+    assert "--augment" in one_line_error(invoke("train", *TINY, "--epochs", 1, "--augment", "heavy", "--out",
+                                                tmp_path / "x.pdparams"))
+    assert "--workers" in one_line_error(invoke("prune", out, "--keep", 0.5, "--workers", -1))
