@@ -68,7 +68,8 @@ class Throughput:
         """E.g. ``'412 img/s, ETA 1:05'`` (parts unknown yet are left out)."""
         parts = []
         if self.images_per_s is not None:
-            parts.append(f"{self.images_per_s:.0f} img/s")
+            rate = self.images_per_s
+            parts.append(f"{rate:.1f} img/s" if rate < 10 else f"{rate:.0f} img/s")
         if self.eta_s is not None:
             parts.append(f"ETA {format_seconds(self.eta_s)}")
         return ", ".join(parts)

@@ -42,7 +42,7 @@ def test_throughput_rate_and_eta():
     assert meter.images_per_s == pytest.approx(50.0) and meter.eta_s == pytest.approx(8.0)
     assert meter.describe() == "50 img/s, ETA 0:08"
     now[0] += 3600
-    assert meter.describe().endswith("ETA 4:08:08")
+    assert meter.describe() == "0.0 img/s, ETA 4:00:08"
 
 
 def test_fit_streams_whole_epochs_and_reports_images():
@@ -69,7 +69,7 @@ def test_non_finite_loss_in_the_library():
     from tiny_models import TinyCNN
 
     model = TinyCNN()
-    w = model.parameters()[0]
+    w = model.parameters()[-1]   # the head: nothing after it hides a NaN (a ReLU would)
     w.set_value(np.full(w.shape, np.nan, np.float32))
     with pytest.raises(CompressError, match=r"loss became nan at epoch 1, step 1 of"):
         fit(model, ModelData.open("digits", (1, 8, 8)), FitConfig(epochs=1))
