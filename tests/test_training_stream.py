@@ -174,3 +174,21 @@ def test_train_records_preprocess_and_prune_heals_with_it(tmp_path):
     assert "--augment" in one_line_error(invoke("train", *TINY, "--epochs", 1, "--augment", "heavy", "--out",
                                                 tmp_path / "x.pdparams"))
     assert "--workers" in one_line_error(invoke("prune", out, "--keep", 0.5, "--workers", -1))
+
+
+@pytest.mark.parametrize("resize,normalize,shape", [("short", "imagenet", (3, 24, 24)), ("exact", "half", (1, 16, 16))])
+def test_readme_device_preprocessing_matches_the_library(tmp_path, resize, normalize, shape):
+    """The README's device snippet, run on the recorded preprocess, gives the library's evaluation input."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("def preprocess(path):")
+    code = text[start:text.index("```", start)]
+    pre = Preprocess(shape, resize, "half" if normalize == "half" else normalize, "standard")
+    rng = np.random.default_rng(1)
+    for size in ((40, 30), (30, 47), (27, 27)):
+        path = tmp_path / f"{size}.png"
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+        env = {"Image": Image, "np": np, "pre": json.loads(json.dumps(pre.to_json()))}
+        exec(code, env)
+        ours = env["preprocess"](str(path))
+        im = Image.open(path).convert("RGB" if shape[0] == 3 else "L")
+        np.testing.assert_allclose(ours[0], pre.eval_transform()(im), atol=1e-5)
