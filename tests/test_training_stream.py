@@ -192,3 +192,31 @@ def test_readme_device_preprocessing_matches_the_library(tmp_path, resize, norma
         ours = env["preprocess"](str(path))
         im = Image.open(path).convert("RGB" if shape[0] == 3 else "L")
         np.testing.assert_allclose(ours[0], pre.eval_transform()(im), atol=1e-5)
+
+
+def test_shapes_through_train_prune_and_report_accuracy(tmp_path):
+    from compress.workflows.report import model_entry
+
+    out, pruned = tmp_path / "s.pdparams", tmp_path / "s.keep0.5.pdparams"
+    res = invoke("train", "--arch", "tiny_models:TinyCNN", "--arch-kwargs", '{"in_chans": 3}', "--input-shape", "3,8,8",
+                 "--data", "shapes:100", "--epochs", 1, "--out", out, "--json")
+    assert res.exit_code == 0, res.output
+    sc = json.loads(out.with_name("s.compress.json").read_text())
+    assert sc["data"]["source"] == "shapes:100" and sc["preprocess"]["channel_order"] == "RGB"
+    res = invoke("prune", out, "--keep", 0.5, "--epochs", 1, "--out", pruned, "--json")
+    assert res.exit_code == 0, res.output
+    healed = json.loads(res.stdout)["accuracy"]["after_healing"]
+    assert model_entry(pruned)["accuracy"] == pytest.approx(healed)      # the report's accuracy, same pipeline
+
+
+@pytest.mark.slow
+def test_demo_on_shapes(tmp_path):
+    from compress.workflows.sweep import demo
+
+    rep = demo(tmp_path / "demo", sample="resnet_tiny", keeps=(1.0, 0.5), heal_epochs=1, data="shapes:200",
+               train_epochs=1, report_options={"min_runs": 5, "max_seconds": 0, "batch_sizes": (1,)})
+    assert rep["baseline"] == "resnet_tiny" and "keep 0.5" in rep["headline"] and not rep["failed"]
+    assert json.loads((tmp_path / "demo" / "models" / "resnet_tiny.compress.json").read_text())["data"]["source"] \
+        == "shapes:200"
+    with pytest.raises(CompressError, match="built-in source"):
+        demo(tmp_path / "x", data=str(tmp_path))
