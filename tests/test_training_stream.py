@@ -220,3 +220,68 @@ def test_demo_on_shapes(tmp_path):
         == "shapes:200"
     with pytest.raises(CompressError, match="built-in source"):
         demo(tmp_path / "x", data=str(tmp_path))
+
+
+def _photo_folder(root: Path, per_class: int = 15) -> Path:
+    """3 classes of 4:3 JPEG 'photos' (a coloured disc on noise), bigger than the model input: resized, cropped."""
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("red", "green", "blue")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            a = rng.integers(0, 120, (240, 320, 3), dtype=np.uint8)
+            yy, xx = np.mgrid[:240, :320]
+            disc = (yy - rng.integers(80, 160)) ** 2 + (xx - rng.integers(100, 220)) ** 2 < rng.integers(40, 80) ** 2
+            a[disc, k] = 230
+            Image.fromarray(a).save(root / name / f"{i}.jpg", quality=90)
+    return root
+
+
+@pytest.mark.slow
+def test_photo_folder_at_224_trains_prunes_heals_exports_and_reports(tmp_path):
+    photos = _photo_folder(tmp_path / "photos")
+    model, pruned = tmp_path / "m.pdparams", tmp_path / "m.keep0.5.pdparams"
+    res = invoke("train", "--arch", "tiny_models:TinyCNN", "--arch-kwargs", '{"in_chans": 3, "num_classes": 3}',
+                 "--input-shape", "3,224,224", "--data", photos, "--epochs", 3, "--batch-size", 9, "--lr", 0.01,
+                 "--drop-path-rate", 0.2, "--workers", 1, "--out", model, "--json")
+    assert res.exit_code == 0, res.output
+    pre = json.loads(model.with_name("m.compress.json").read_text())["preprocess"]
+    assert (pre["resize"], pre["crop"]["size"], pre["normalize"], pre["augment"]) == \
+        ({"rule": "short", "short_side": 256, "interpolation": "bilinear", "library": pre["resize"]["library"]},
+         [224, 224], "imagenet", "standard")
+    res = invoke("prune", model, "--keep", 0.5, "--epochs", 1, "--batch-size", 9, "--out", pruned,
+                 "--export", tmp_path / "exp", "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "exp" / "export.json").read_text())
+    assert info["input"]["preprocess"] == pre and info["parity"]["runtimes"]
+    res = invoke("report", model, pruned, "--out", tmp_path / "rep", "--runs", 5, "--warmup", 10, "--seconds", 0,
+                 "--batch", "1", "--json")
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert {m["name"] for m in rep["models"]} == {"m", "m.keep0.5"}
+    assert all(0 <= m["accuracy"] <= 1 for m in rep["models"])
+
+
+def test_prune_checks_every_image_header_before_healing(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    model = tmp_path / "m.pdparams"
+    res = invoke("train", "--arch", "tiny_models:TinyCNN", "--arch-kwargs", '{"in_chans": 3, "num_classes": 2}',
+                 "--input-shape", "3,8,8", "--data", root, "--epochs", 1, "--batch-size", 4, "--out", model)
+    assert res.exit_code == 0, res.output
+    (root / "b" / "5.png").write_bytes(b"")
+    res = invoke("prune", model, "--keep", 0.5, "--epochs", 1, "--out", tmp_path / "p.pdparams")
+    assert "b/5.png" in one_line_error(res) and "training" not in res.stderr
+    assert not (tmp_path / "p.pdparams").exists()
+
+
+@pytest.mark.parametrize("name,right", [("resnet_tiny", 356), ("vit_tiny", 350)])
+def test_shipped_samples_through_the_pipeline(name, right):
+    """98.89 % and 97.22 % of the 360 test digits through what train, prune, export and report use."""
+    from compress.models import load_model
+    from compress.workflows.report import model_entry
+    from compress.workflows.sweep import sample_model
+
+    bundle = load_model(sample_model(name))
+    data = ModelData.of_model(bundle)          # the sidecar's legacy record: exact resize, half
+    assert data.preprocess == Preprocess(tuple(bundle.input_shape), "exact", "half", "light")
+    assert accuracy(bundle.model, data, "test") * 360 == pytest.approx(right)
+    assert model_entry(sample_model(name))["accuracy"] * 360 == pytest.approx(right)
