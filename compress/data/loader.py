@@ -284,7 +284,7 @@ def make_loader(source: Source, split: str, preprocess: Preprocess, batch_size: 
                                  drop_last=drop_last)
     workers = source.default_workers if num_workers is None else int(num_workers)
     if workers < 0:
-        raise CompressError(f"--num-workers must be >= 0, got {workers}")
+        raise CompressError(f"`workers` must be >= 0, got {workers}", param="workers")
     if len(sampler) == 0:
         raise CompressError(f"the {split} split ({len(dataset)} images) gives rank {rank} no batch of "
                             f"{batch_size} over {world} ranks")
