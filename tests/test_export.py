@@ -77,6 +77,8 @@ def test_export_json_records_versions_parity_files_and_graphs(exported, tiny_mod
     assert info["opset"] == ex.DEFAULT_OPSET and info["batch"] == "dynamic"
     assert info["input"]["name"] == "x" and info["input"]["shape"] == [None, 1, 16, 16]
     assert info["output"]["shape"] == [None, 10]
+    pre = info["input"]["preprocess"]      # the full recipe the parity images went through
+    assert pre["resize"]["rule"] == "exact" and pre["mean"] == [0.5] and pre["input_shape"] == [1, 16, 16]
     par = info["parity"]
     assert set(par["runtimes"]) == {"paddle_inference", "paddle_inference_onednn", "onnxruntime"}
     assert par["tolerance"]["atol"] == 1e-4 and par["tolerance"]["rtol"] == 1e-4

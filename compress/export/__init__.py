@@ -179,6 +179,7 @@ def export_model(model_path, out_dir, options: ExportOptions | None = None, prog
     check_out_dir(out_dir, options.force, src_path)
     bundle, data = _load_source(model_path, progress)
     record = _new_record(bundle, src_path, options)
+    record["input"]["preprocess"] = data.preprocess.to_json()   # the full recipe the parity images went through
     try:
         with progress.task("exporting", len(_needed(options)) + 2) as advance, \
                 atomic_dir(out_dir) as tmp, capture_stdout():
