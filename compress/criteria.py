@@ -43,30 +43,51 @@ def _lowest(scores, n):
     return sorted(np.argsort(np.asarray(scores, dtype=float), kind="stable")[:n].tolist())
 
 
+def survival_costs(ctx: Context) -> list[float]:
+    """Per block, what removing it costs by the ``survival`` criterion: under the adaptive schedule the
+    survival rate (rounded to 0.01, as the ranking uses it: the share of samples that went through the
+    block; one the network was trained to live without survived rarely); under a fixed schedule, where
+    survival only mirrors the schedule, the importance."""
+    _need_stats(ctx, "survival")
+    if ctx.schedule != "adaptive":
+        return importance_costs(ctx)
+    return [round(_value(s, "survival_rate", 1.0), 2) for s in ctx.stats]
+
+
 def by_survival(ctx: Context, n: int) -> list[int]:
     """Blocks that rarely survived under the adaptive schedule first, importance breaking ties.
 
     Under a fixed schedule survival only mirrors the schedule, so importance alone ranks.
     """
     _need_stats(ctx, "survival")
-    imp = [_value(s, "importance", math.inf) for s in ctx.stats]
+    imp = importance_costs(ctx)
     if ctx.schedule != "adaptive":
         return _lowest(imp, n)
-    surv = [round(_value(s, "survival_rate", 1.0), 2) for s in ctx.stats]
+    surv = survival_costs(ctx)
     order = sorted(range(len(surv)), key=lambda i: (surv[i], imp[i]))
     return sorted(order[:n])
 
 
+def importance_costs(ctx: Context) -> list[float]:
+    """Per block, its importance E[loss | dropped] - E[loss | kept] (unknown: infinite)."""
+    _need_stats(ctx, "importance")
+    return [_value(s, "importance", math.inf) for s in ctx.stats]
+
+
 def by_importance(ctx, n):
     """Least important first: E[loss | dropped] - E[loss | kept] from the random drops."""
-    _need_stats(ctx, "importance")
-    return _lowest([_value(s, "importance", math.inf) for s in ctx.stats], n)
+    return _lowest(importance_costs(ctx), n)
+
+
+def residual_costs(ctx: Context) -> list[float]:
+    """Per block, its residual ratio ||B(x) - x|| / ||x|| (unknown: infinite)."""
+    _need_stats(ctx, "residual")
+    return [_value(s, "residual_ratio", math.inf) for s in ctx.stats]
 
 
 def by_residual(ctx, n):
     """Smallest residual ratio ||B(x) - x|| / ||x|| first."""
-    _need_stats(ctx, "residual")
-    return _lowest([_value(s, "residual_ratio", math.inf) for s in ctx.stats], n)
+    return _lowest(residual_costs(ctx), n)
 
 
 def every_other(ctx, n):
@@ -108,10 +129,15 @@ def _cos(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
 
+def influence_costs(ctx: Context) -> list[float]:
+    """Per block, ShortGPT's block influence 1 - mean cos(x_in, x_out) on validation data."""
+    acts = _block_io(ctx)
+    return [1.0 - float(_cos(*acts[i]).mean()) for i in range(len(ctx.blocks))]
+
+
 def block_influence(ctx, n):
     """ShortGPT: BI = 1 - mean cos(x_in, x_out); the least influential blocks go."""
-    acts = _block_io(ctx)
-    return _lowest([1.0 - float(_cos(*acts[i]).mean()) for i in range(len(ctx.blocks))], n)
+    return _lowest(influence_costs(ctx), n)
 
 
 def angular(ctx, n):
@@ -142,11 +168,23 @@ CRITERIA = {
 }
 DEFAULT_CRITERION = "survival"
 DATA_CRITERIA = {"block-influence", "angular"}
+# Criteria that score every block on its own (the lower, the sooner it goes): a FLOPs budget weighs these scores
+# against each block's FLOPs (compress.planning). The others only pick a set of a given size.
+COSTS = {
+    "survival": survival_costs,
+    "importance": importance_costs,
+    "residual": residual_costs,
+    "block-influence": influence_costs,
+}
+
+
+def check_criterion(criterion: str) -> None:
+    if criterion not in CRITERIA:
+        raise CompressError(f"unknown criterion {criterion!r}: use one of {', '.join(CRITERIA)}", param="criterion")
 
 
 def select(criterion: str, ctx: Context, n_remove: int) -> list[int]:
-    if criterion not in CRITERIA:
-        raise CompressError(f"unknown criterion {criterion!r}: use one of {', '.join(CRITERIA)}", param="criterion")
+    check_criterion(criterion)
     if n_remove <= 0:
         return []
     return CRITERIA[criterion](ctx, n_remove)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -136,9 +137,53 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
     return check_input_shape(shape, "input_shape")
 
 
+CLASS_KWARGS = ("num_classes", "class_num")   # how architectures name their class count (paddle.vision, PaddleClas)
+
+
+def class_kwarg_names(factory) -> list[str]:
+    """The keyword(s) under which ``factory`` may take the class count: the one its signature names;
+    for a factory that only passes ``**kwargs`` on (``paddle.vision.models.resnet18``), both, to try in
+    turn; none if it takes neither."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C extension without a signature
+        return []
+    named = [n for n in CLASS_KWARGS if n in params]
+    if named:
+        return named[:1]
+    return list(CLASS_KWARGS) if any(p.kind is p.VAR_KEYWORD for p in params.values()) else []
+
+
+def check_class_kwargs(kwargs: dict, num_classes: int) -> None:
+    """Refuse `arch_kwargs` that set a class count other than the data's."""
+    for name in CLASS_KWARGS:
+        if name in kwargs and kwargs[name] != num_classes:
+            raise CompressError(f"`arch_kwargs` sets {name} {json.dumps(kwargs[name])} but the data has {num_classes} "
+                                f"classes; leave {name} out (it is filled in from the data)", param="arch_kwargs")
+
+
+def _construct(factory, arch: ArchSpec, kwargs: dict, num_classes: int | None):
+    """``factory(**kwargs)``, with the class count filled in where the factory takes it and the kwargs lack it."""
+    tries = [] if num_classes is None or any(n in kwargs for n in CLASS_KWARGS) else class_kwarg_names(factory)
+    for name in tries:
+        try:
+            return factory(**kwargs, **{name: num_classes})
+        except TypeError as e:
+            if len(tries) == 1 or name not in str(e):  # named in the signature, or failing for another reason
+                raise CompressError(f"cannot build {arch.spec} with `arch_kwargs` {json.dumps(arch.kwargs)} and "
+                                    f"{name}={num_classes}: {e}", param="arch_kwargs") from None
+    try:
+        return factory(**kwargs)
+    except TypeError as e:
+        raise CompressError(f"cannot build {arch.spec} with `arch_kwargs` {json.dumps(arch.kwargs)}: {e}",
+                            param="arch_kwargs") from None
+
+
 def build_model(arch: ArchSpec, input_shape, num_classes: int | None = None, trusted: bool = True,
                 near: Path | None = None):
-    """Instantiate the architecture; shipped ones get ``num_classes``/``in_chans`` filled in."""
+    """Instantiate the architecture. ``num_classes`` is passed as ``num_classes`` (or PaddleClas'
+    ``class_num``) when the factory takes it and the kwargs do not set it; shipped architectures also
+    get ``in_chans`` (and the ViT ``img_size``) from ``input_shape``."""
     if not isinstance(arch.kwargs, dict):
         raise CompressError(f"the architecture's kwargs must be a JSON object, got {type(arch.kwargs).__name__}")
     if arch.kwargs.get("pretrained"):
@@ -147,16 +192,10 @@ def build_model(arch: ArchSpec, input_shape, num_classes: int | None = None, tru
     factory = resolve_arch(arch.spec, trusted=trusted, near=near)
     kwargs = dict(arch.kwargs)
     if arch.spec in ARCHITECTURES:
-        if num_classes is not None:
-            kwargs.setdefault("num_classes", num_classes)
         kwargs.setdefault("in_chans", int(input_shape[0]))
         if arch.spec == "vit_tiny":
             kwargs.setdefault("img_size", int(input_shape[1]))
-    try:
-        model = factory(**kwargs)
-    except TypeError as e:
-        raise CompressError(f"cannot build {arch.spec} with `arch_kwargs` {json.dumps(arch.kwargs)}: {e}",
-                            param="arch_kwargs") from None
+    model = _construct(factory, arch, kwargs, num_classes)
     if not isinstance(model, paddle.nn.Layer):
         raise CompressError(f"{arch.spec} returned a {type(model).__name__}, not a paddle.nn.Layer")
     return model

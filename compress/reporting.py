@@ -8,6 +8,8 @@ Entry (input) schema — keys a caller provides per model::
     name        str    unique label of the model (e.g. "original", "keep0.5")
     path        str    its weights file (or export directory)
     keep        float  keep ratio, 1.0 for the original
+    keep_flops  float|None  for a model pruned to a FLOPs budget: its FLOPs ratio to the original (the keep
+                       column then shows e.g. ``F0.52``)
     parent      str|None  name (or path) of the model it was pruned from; None for the original
     accuracy    float|None  test accuracy, 0..1
     params      int    parameter count
@@ -37,7 +39,7 @@ report.json (output) schema::
                   is_baseline, flops_ratio, params_ratio, accuracy_delta_points, and in each
                   runtimes record: speedup, latency_ratio, flops_ratio
     rows        flat, one per model x runtime x batch (x threads):
-                  model, path, keep, parent, blocks, accuracy, accuracy_delta_points,
+                  model, path, keep, keep_flops, parent, blocks, accuracy, accuracy_delta_points,
                   params, params_ratio, flops, flops_ratio, ideal_speedup (1/flops_ratio),
                   runtime, batch, threads, latency_ms_p50, latency_ms_p90, latency_ms_p99,
                   latency_ms_mean, runs, speedup, latency_ratio,
@@ -67,7 +69,7 @@ from .runtimes import runtime_label
 
 REPORT_FORMAT = "compress-report/1"
 _RECORD_REQUIRED = ("runtime", "batch", "latency_ms_p50")
-ROW_KEYS = ("model", "path", "keep", "parent", "blocks", "accuracy", "accuracy_delta_points", "params",
+ROW_KEYS = ("model", "path", "keep", "keep_flops", "parent", "blocks", "accuracy", "accuracy_delta_points", "params",
             "params_ratio", "flops", "flops_ratio", "ideal_speedup", "runtime", "batch", "threads",
             "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean", "runs", "speedup",
             "latency_ratio", "pareto")
@@ -213,7 +215,8 @@ def build_report(entries: list[dict], machine: dict | None, baseline_name: str |
             r["flops_ratio"] = m["flops_ratio"]
             r_acc = r.get("accuracy", acc)
             rows.append({
-                "model": m["name"], "path": m.get("path"), "keep": m.get("keep"), "parent": m.get("parent"),
+                "model": m["name"], "path": m.get("path"), "keep": m.get("keep"), "keep_flops": m.get("keep_flops"),
+                "parent": m.get("parent"),
                 "blocks": m.get("blocks"), "accuracy": r_acc,
                 "accuracy_delta_points": (_num((r_acc - base_acc) * 100)
                                           if r_acc is not None and base_acc is not None else None),
@@ -317,7 +320,8 @@ def headline(report: dict) -> str:
     rows = [r for r in rows if r["batch"] == (1 if 1 in batches else (batches[0] if batches else None))]
     best = max(rows, key=lambda r: r["speedup"], default=None)
     chosen = next(m for m in candidates if m["name"] == best["model"]) if best else candidates[0]
-    who = f"keep {k:g}" if len(candidates) == 1 else f"{chosen['name']} (keep {k:g})"
+    label = keep_label(chosen) if chosen.get("keep_flops") is not None else f"{k:g}"
+    who = f"keep {label}" if len(candidates) == 1 else f"{chosen['name']} (keep {label})"
     parts = []
     if best is not None:
         batch = "" if best["batch"] == 1 else f" at batch {best['batch']}"
@@ -371,7 +375,7 @@ def render_table(report: dict) -> list[dict[str, str]]:
             acc = r.get("accuracy")
             out.append({
                 "model": m["name"] + (" *" if m.get("is_baseline") else ""),
-                "keep": _f(m.get("keep"), "g"),
+                "keep": keep_label(m),
                 "blocks": _f(m.get("blocks"), "d"),
                 "accuracy %": _f(None if acc is None else acc * 100, ".2f"),
                 "Δ points": _f(r.get("accuracy_delta_points"), "+.2f"),
@@ -406,10 +410,17 @@ def _plot_rows(report: dict) -> dict[str, list[dict]]:
     return out
 
 
+def keep_label(m: dict) -> str:
+    """The keep column: ``F0.52`` (FLOPs ratio) for a model pruned to a FLOPs budget, else its keep ratio."""
+    if m.get("keep_flops") is not None:
+        return f"F{m['keep_flops']:.2f}"
+    return _f(m.get("keep"), "g")
+
+
 def _point_label(r: dict) -> str:
     if r.get("keep") is None:
         return str(r["model"])
-    return "orig" if r["keep"] == 1 and not r.get("parent") else f"{r['keep']:g}"
+    return "orig" if r["keep"] == 1 and not r.get("parent") else keep_label(r)
 
 
 def plot_pareto(report: dict) -> bytes:

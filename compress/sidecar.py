@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class Sidecar(Mapping):
     statistics_sums: dict | None = None      # their raw running sums
     metrics: dict = field(default_factory=dict)
     lineage: list = field(default_factory=list)          # one entry per train-from/prune step
+    pretrained: dict | None = None           # the foreign checkpoint fine-tuned from: path, sha256, reinitialized keys
     weights_sha256: str | None = None        # of the weights file it was written with (see compress.storage)
     format: str = SIDECAR_FORMAT
     extra: dict = field(default_factory=dict)            # keys this version does not know
@@ -161,12 +163,35 @@ def check_input_shape(shape, param: str | None = None) -> tuple[int, int, int]:
     return tuple(shape)
 
 
+def _is_sha256(v) -> bool:
+    return isinstance(v, str) and len(v) == 64
+
+
 def _of(kind, *, optional=True, items=None):
     def ok(v):
         if v is None:
             return optional
         return isinstance(v, kind) and (items is None or all(isinstance(i, items) for i in v))
     return ok
+
+
+def _number(v, low=0.0, high=math.inf, *, open_low=False) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and (v > low if open_low else v >= low) and v <= high)
+
+
+def _lineage_step_ok(step) -> bool:
+    """A prune step's typed fields (absent or null where optional): the FLOPs budget and ratios in (0, 1],
+    the surgery self-check's figure {max_abs_diff >= 0, images >= 1, tolerance >= 0}."""
+    if not isinstance(step, dict):
+        return False
+    ratios = all(step.get(k) is None or _number(step[k], 0.0, 1.0, open_low=True)
+                 for k in ("keep_flops", "flops_ratio", "flops_ratio_total"))
+    check = step.get("surgery_check")
+    check_ok = check is None or (isinstance(check, dict) and _number(check.get("max_abs_diff"))
+                                 and _is_int(check.get("images")) and check["images"] >= 1
+                                 and _number(check.get("tolerance", 0.0)))
+    return ratios and check_ok
 
 
 _FIELD_RULES = {  # field -> (check, what it must be)
@@ -182,9 +207,15 @@ _FIELD_RULES = {  # field -> (check, what it must be)
     "blocks": (_of(list, optional=False, items=dict), "a list of objects"),
     "blocks_from": (_of(str), "a path pattern (text)"),
     "statistics": (_of(list, items=dict), "a list of objects"),
-    "lineage": (_of(list, optional=False, items=dict), "a list of objects"),
+    "lineage": (lambda v: isinstance(v, list) and all(_lineage_step_ok(s) for s in v),
+                "a list of objects (keep_flops, flops_ratio, flops_ratio_total: numbers in (0, 1]; surgery_check: "
+                "{max_abs_diff: number >= 0, images: integer >= 1, tolerance: number >= 0})"),
     "params": (lambda v: v is None or _is_int(v), "an integer"), "flops": (lambda v: v is None or _is_int(v), "an integer"),
-    "weights_sha256": (lambda v: v is None or (isinstance(v, str) and len(v) == 64), "a sha256 hex digest"),
+    "weights_sha256": (lambda v: v is None or _is_sha256(v), "a sha256 hex digest"),
+    "pretrained": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("path"), str)
+                                           and _is_sha256(v.get("sha256"))
+                                           and _of(list, items=str)(v.get("reinitialized", []))),
+                   'an object {"path": ..., "sha256": ..., "reinitialized": [keys]}'),
 }
 
 

@@ -9,15 +9,29 @@ keeps working and weights map 1:1 onto the parent's.
 :func:`replaced_by_identity` does the same for the length of a ``with`` block and puts
 the original layers back: block discovery uses it to check that removing its blocks
 really takes them out of the forward pass.
+
+:func:`check_removal` is surgery checking itself: the pruned model must compute what the
+unpruned one computes with the same blocks switched off *through DropPath* (:func:`switched_off`:
+a block's own DropPath layers output zeros; a block without one has its output replaced by its
+input, as ``StochasticDepth`` does with a zero mask). The body still runs in that reference, so a
+body whose output also feeds something outside the block (a side head, an attribute a later layer
+reads) makes the two differ, and the prune fails naming the block.
 """
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 
+import numpy as np
 import paddle.nn as nn
 
-from .errors import CompressError
-from .layers import get_sublayer
+from .errors import EXIT_PARITY, CompressError
+from .layers import get_sublayer, probe_forward, set_sublayer
+
+SELF_CHECK_ATOL = 1e-5     # max abs difference allowed between the pruned model and its switched-off reference
+SELF_CHECK_IMAGES = 32     # images in the check's batch
 
 
 def _parent_of(model, path: str):
@@ -55,3 +69,99 @@ def replaced_by_identity(model, paths: list[str]):
     finally:
         for parent, key, layer in reversed(saved):
             parent._sub_layers[key] = layer
+
+
+# --------------------------------------------------------------------------- the self-check
+@dataclass
+class Unit:
+    """One removable unit as surgery sees it: its path and the names of its own DropPath layers
+    (empty: the block is driven by hooks)."""
+
+    path: str
+    own_droppath: tuple[str, ...] = ()
+    index: int | None = None   # in the model's block list, for messages
+
+    @property
+    def label(self) -> str:
+        return self.path if self.index is None else f"block {self.index} ({self.path})"
+
+
+@dataclass
+class RemovalCheck:
+    """The self-check's figure: max abs difference of the outputs over ``images`` images (eval mode)."""
+
+    max_abs_diff: float
+    images: int
+    tolerance: float = SELF_CHECK_ATOL
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class _Zero(nn.Layer):
+    """A DropPath whose mask is all zeros."""
+
+    def forward(self, x):
+        return x * 0.0
+
+
+@contextlib.contextmanager
+def switched_off(model, units: Sequence[Unit]):
+    """Within the ``with`` block, ``units`` of ``model`` are dropped as DropPath drops them (the body still runs)."""
+    handles, swapped = [], []
+    try:
+        for u in units:
+            layer = get_sublayer(model, u.path)
+            for name in u.own_droppath:
+                swapped.append((layer, name, get_sublayer(layer, name)))
+                set_sublayer(layer, name, _Zero())
+            if not u.own_droppath:
+                handles.append(layer.register_forward_post_hook(lambda _l, inputs, _out: inputs[0]))
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
+        for layer, name, original in reversed(swapped):
+            set_sublayer(layer, name, original)
+
+
+def _outputs(model, x) -> list[np.ndarray]:
+    out = probe_forward(model, x)
+    return [t.numpy() for t in (out if isinstance(out, (list, tuple)) else [out])]
+
+
+def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    if len(a) != len(b) or any(u.shape != v.shape for u, v in zip(a, b)):
+        return math.inf
+    d = max((float(np.max(np.abs(u.astype(np.float64) - v))) if u.size else 0.0 for u, v in zip(a, b)), default=0.0)
+    return math.inf if math.isnan(d) else d
+
+
+def removal_diff(reference, pruned, units: Sequence[Unit], x) -> float:
+    """Max abs difference between ``pruned`` and ``reference`` with ``units`` switched off, on batch ``x``."""
+    with switched_off(reference, units):
+        want = _outputs(reference, x)
+    return _max_diff(_outputs(pruned, x), want)
+
+
+def check_removal(reference, pruned, units: Sequence[Unit], x, rebuild: Callable[[], nn.Layer] | None = None,
+                  tolerance: float = SELF_CHECK_ATOL) -> RemovalCheck:
+    """Surgery checks itself: ``pruned`` (``reference`` with ``units`` removed) must give, on batch ``x``,
+    ``reference``'s output with those units switched off, to ``tolerance``. Otherwise a CompressError
+    (exit code 3) names the units at fault: each is tried alone on a fresh copy from ``rebuild``
+    (none is to blame alone: all are named)."""
+    diff = removal_diff(reference, pruned, units, x)
+    if diff <= tolerance:
+        return RemovalCheck(diff, int(x.shape[0]), tolerance)
+    guilty = list(units)
+    if rebuild is not None and len(units) > 1:
+        alone = []
+        for u in units:
+            single = rebuild()
+            remove_blocks(single, [u.path])
+            alone.append(removal_diff(reference, single, [u], x) > tolerance)
+        guilty = [u for u, bad in zip(units, alone) if bad] or guilty
+    raise CompressError(f"surgery self-check failed: removing {', '.join(u.label for u in guilty)} changes the "
+                        f"output by {diff:.3g} (max abs, {int(x.shape[0])} images; allowed {tolerance:g}) against "
+                        "the unpruned model with the same blocks switched off: a body's output is used outside its "
+                        "block; nothing written", EXIT_PARITY)

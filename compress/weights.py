@@ -148,19 +148,44 @@ def _few(keys: list[str]) -> str:
     return f"{', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
 
 
-def apply_weights(model, state: dict[str, np.ndarray], source: str) -> None:
-    """Load ``state`` into ``model``, refusing any missing, unexpected or mis-shaped key."""
-    own = model.state_dict()
+def _shape(v) -> list[int]:
+    return [int(d) for d in v.shape]
+
+
+def weight_mismatches(own: dict, state: dict[str, np.ndarray]) -> tuple[list[str], list[str], list[str]]:
+    """The keys of ``own`` (a model's state dict) missing from ``state``, those of ``state`` unexpected,
+    and the keys both have with different shapes."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
+    shaped = [k for k in own if k in state and _shape(state[k]) != _shape(own[k])]
+    return missing, unexpected, shaped
+
+
+def mismatch_message(own: dict, state: dict, source: str, missing, unexpected, shaped) -> str:
+    """The one line refusing weights that do not match the architecture (each list with its first keys)."""
     if missing or unexpected:
         parts = []
         if missing:
             parts.append(f"missing {len(missing)} ({_few(missing)})")
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} ({_few(unexpected)})")
-        raise CompressError(f"{source}: weights do not match the architecture: {'; '.join(parts)}")
-    bad = [f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in own if list(state[k].shape) != list(own[k].shape)]
-    if bad:
-        raise CompressError(f"{source}: weights do not match the architecture: shape of {', '.join(bad[:3])}")
-    model.set_state_dict({k: state[k].astype(str(own[k].numpy().dtype), copy=False) for k in own})
+        return f"{source}: weights do not match the architecture: {'; '.join(parts)}"
+    bad = [f"{k} {_shape(state[k])} vs {_shape(own[k])}" for k in shaped]
+    count = f" ({len(bad)} keys)" if len(bad) > 3 else ""
+    return f"{source}: weights do not match the architecture: shape of {', '.join(bad[:3])}{count}"
+
+
+def apply_weights(model, state: dict[str, np.ndarray], source: str, keep_own: frozenset = frozenset()) -> None:
+    """Load ``state`` into ``model``, refusing any missing, unexpected or mis-shaped key.
+
+    ``keep_own``: keys whose shape may differ; the model keeps its own (freshly initialised) values
+    there (a pretrained checkpoint's classifier, see :mod:`compress.pretrained`).
+    """
+    own = model.state_dict()
+    missing, unexpected, shaped = weight_mismatches(own, state)
+    shaped = [k for k in shaped if k not in keep_own]
+    if missing or unexpected or shaped:
+        raise CompressError(mismatch_message(own, state, source, missing, unexpected, shaped))
+    kept = {k for k in keep_own if k in own and _shape(state[k]) != _shape(own[k])}
+    model.set_state_dict({k: own[k].numpy() if k in kept else state[k].astype(str(own[k].numpy().dtype), copy=False)
+                          for k in own})

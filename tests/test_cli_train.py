@@ -116,7 +116,7 @@ def test_bad_inputs(tmp_path, linear_model):
     assert "unreadable image" in one_line_error(invoke("train", *TINY, "--data", tmp_path / "bad", "--out", out))
     # output width that does not match the classes
     err = one_line_error(invoke("train", *TINY, "--arch-kwargs", '{"num_classes": 3}', "--out", out))
-    assert "outputs 3 logits but the data has 10 classes" in err
+    assert "--arch-kwargs sets num_classes 3 but the data has 10 classes" in err
     # a crafted pickle is refused, runs nothing
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pdparams"

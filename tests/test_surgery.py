@@ -1,10 +1,12 @@
 import numpy as np
 import paddle
+import pytest
 
 from compress.blocks import find_blocks
+from compress.errors import CompressError
 from compress.flops import count_flops
 from compress.layers import count_params
-from compress.surgery import remove_blocks
+from compress.surgery import Unit, check_removal, remove_blocks, removal_diff, switched_off
 from tiny_models import TinyCNN, TinyTransformer
 
 
@@ -33,3 +35,70 @@ def test_removal_equals_skipping_the_block():
         expected = model.head(h.mean(axis=1)).numpy()
     remove_blocks(model, ["groups.0.1"])
     np.testing.assert_allclose(model(x).numpy(), expected, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- the self-check
+
+
+def _twin(model_cls, **kw):
+    """Two instances of ``model_cls`` with the same weights, in eval mode."""
+    a, b = model_cls(**kw), model_cls(**kw)
+    b.set_state_dict(a.state_dict())
+    a.eval()
+    b.eval()
+    return a, b
+
+
+def test_self_check_of_a_real_removal_is_exact():
+    ref, pruned = _twin(TinyCNN)
+    remove_blocks(pruned, ["stages.0.1", "stages.1.2"])
+    x = paddle.randn([5, 1, 8, 8])
+    check = check_removal(ref, pruned, [Unit("stages.0.1", index=1), Unit("stages.1.2", index=3)], x)
+    assert check.max_abs_diff <= 1e-5 and check.images == 5 and check.tolerance == 1e-5
+    # the reference is the model with the blocks switched off, not the pruned one: it differs from the full model
+    assert removal_diff(ref, ref, [], x) == 0.0
+    with switched_off(ref, [Unit("stages.0.1")]):
+        off = ref(x).numpy()
+    assert np.abs(off - ref(x).numpy()).max() > 1e-4          # switched off, then put back
+
+
+def test_switched_off_zeroes_a_blocks_own_droppath():
+    from zoo_models import DeiT
+
+    ref, pruned = _twin(DeiT, img=16, patch=4, dim=16, depth=3, heads=2, in_chans=1)
+    own = find_blocks(ref, (1, 16, 16))[1].own_droppath
+    assert own  # the block drives its branches through its own DropPath layers
+    remove_blocks(pruned, ["blocks.1"])
+    x = paddle.randn([3, 1, 16, 16])
+    assert check_removal(ref, pruned, [Unit("blocks.1", tuple(own), 1)], x).max_abs_diff <= 1e-5
+    assert type(ref.blocks[1].drop_path).__name__ == "DropPath"   # put back
+
+
+def test_self_check_names_a_block_whose_body_feeds_something_else():
+    from tiny_models import SideHeadCNN
+
+    ref, pruned = _twin(SideHeadCNN)
+    remove_blocks(pruned, ["blocks.0", "blocks.1"])
+    x = paddle.randn([4, 1, 8, 8])
+
+    def rebuild():
+        m = SideHeadCNN()
+        m.set_state_dict(ref.state_dict())
+        m.eval()
+        return m
+    with pytest.raises(CompressError) as e:
+        check_removal(ref, pruned, [Unit("blocks.0", index=0), Unit("blocks.1", index=1)], x, rebuild=rebuild)
+    assert e.value.exit_code == 3
+    msg = str(e.value)
+    assert "block 1 (blocks.1)" in msg and "blocks.0" not in msg and "4 images" in msg
+
+
+def test_flops_are_attributed_per_block_in_a_transformer():
+    from zoo_models import DeiT
+
+    model = DeiT(img=16, patch=4, dim=16, depth=3, heads=2, in_chans=1)
+    blocks = find_blocks(model, (1, 16, 16))
+    total, per = count_flops(model, (1, 16, 16), blocks)
+    assert all(per[b.path] > 0 for b in blocks) and sum(per.values()) < total
+    remove_blocks(model, ["blocks.0", "blocks.2"])
+    assert count_flops(model, (1, 16, 16))[0] == total - per["blocks.0"] - per["blocks.2"]

@@ -73,3 +73,36 @@ class TinyTransformer(nn.Layer):
 
 def tiny_cnn(**kw):
     return TinyCNN(**kw)
+
+
+class Tapped(nn.Layer):
+    """A residual block y = x + f(x) that also keeps f(x) for a later layer to read (a side head)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2D(c, c, 3, padding=1)
+        self.seen = {}
+
+    def forward(self, x):
+        h = self.conv(F.relu(x))
+        self.seen["h"] = h
+        return x + h
+
+
+class SideHeadCNN(nn.Layer):
+    """stem -> 3 blocks (the middle one tapped) -> head, which also reads the tapped block's branch output:
+    removing block 1 is not the same as skipping it."""
+
+    def __init__(self, num_classes=10, in_chans=1, width=8):
+        super().__init__()
+        self.stem = nn.Conv2D(in_chans, width, 3, padding=1)
+        self.blocks = nn.LayerList([Res(width), Tapped(width), Res(width)])
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for b in self.blocks:
+            x = b(x)
+        side = getattr(self.blocks[1], "seen", {}).get("h")
+        pooled = x.mean(axis=[2, 3])
+        return self.head(pooled if side is None else pooled + side.mean(axis=[2, 3]))

@@ -33,11 +33,12 @@ def _pct(v):
 def prune(
     model: Path = typer.Argument(..., help="A model written by compress (weights + sidecar)."),
     keep: Optional[float] = typer.Option(None, help="Share of removable blocks to keep, in (0, 1]; round(K*L) blocks stay (halves round up), at least one."),
+    keep_flops: Optional[float] = typer.Option(None, "--keep-flops", help="FLOPs budget in (0, 1]: remove blocks until at most this share of the model's FLOPs stays, cheapest criterion score per FLOP first."),
     blocks: Optional[str] = typer.Option(None, help="Explicit block indices to remove, e.g. 3,5,7 (see `compress blocks`)."),
     criterion: str = typer.Option(DEFAULT_CRITERION, help=f"How blocks are chosen: {', '.join(CRITERIA)}."),
     blocks_from: Optional[str] = typer.Option(None, "--blocks-from", help=BLOCKS_FROM_HELP
                                               + " Default: the pattern in the model's sidecar, if any."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output weights (default: MODEL.keepK.pdparams)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output weights (default: MODEL.keepK.pdparams, MODEL.flopsF.pdparams)."),
     data: Optional[str] = typer.Option(None, help="Healing data (default: the sidecar's)."),
     epochs: int = typer.Option(5, help="Healing epochs (0: prune without healing)."),
     batch_size: int = typer.Option(64),
@@ -59,7 +60,8 @@ def prune(
                      alpha=alpha, patience=patience, seed=seed)
     res = prune_model(model, keep=keep, blocks=_parse_blocks(blocks), criterion=criterion, out=out, data=data,
                       heal=cfg, dry_run=dry_run, export_dir=export, progress=RichProgress(),
-                      blocks_from=blocks_from, data_options=DataOptions(augment=augment, workers=workers))
+                      blocks_from=blocks_from, keep_flops=keep_flops,
+                      data_options=DataOptions(augment=augment, workers=workers))
     if not res.written and not dry_run:
         return  # a non-zero rank under paddle.distributed.launch
     if as_json:
@@ -68,7 +70,9 @@ def prune(
     if dry_run:
         stdout.print("dry run: nothing written")
         return
-    acc = res.accuracy
+    acc, check = res.accuracy, res.surgery_check
+    stdout.print(f"surgery self-check: max abs diff {check['max_abs_diff']:.2g} on {check['images']} images "
+                 f"(allowed {check['tolerance']:g})")
     stdout.print(f"test accuracy: original {_pct(acc.get('original'))}, after removal {_pct(acc.get('after_removal'))}, "
                  f"after healing {_pct(acc.get('after_healing'))}")
     stdout.print(f"wrote {res.out}")
@@ -86,4 +90,7 @@ def _print_plan(p, dry_run: bool) -> None:
     t.add_row("params", f"{p.params_before:,}", f"{p.params_after:,}")
     t.add_row("FLOPs", f"{p.flops_before:,}", f"{p.flops_after:,}")
     stdout.print(t)
-    stdout.print(f"removed blocks: {', '.join(f'{i} ({path})' for i, path in zip(p.remove, p.remove_paths)) or 'none'}")
+    budget = f" (budget {p.keep_flops:g})" if p.keep_flops is not None else ""
+    stdout.print(f"FLOPs ratio: {p.flops_ratio:.3f}{budget}")
+    gone = [f"{r['index']} ({r['path']}, {r['flops']:,} FLOPs, {r['flops'] / p.flops_before:.1%})" for r in p.removed]
+    stdout.print(f"removed blocks: {', '.join(gone) or 'none'}")

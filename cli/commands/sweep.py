@@ -19,7 +19,8 @@ from .report import BATCH, ONEDNN, RUNS, SECONDS, THREADS, WARMUP, print_report,
 
 def sweep(
     model: Path = typer.Argument(..., help="The original model (weights + sidecar)."),
-    keep: str = typer.Option("1.0,0.9,0.8,0.7,0.6,0.5", help="Keep ratios, comma-separated."),
+    keep: Optional[str] = typer.Option(None, help="Keep ratios, comma-separated (default 1.0,0.9,0.8,0.7,0.6,0.5)."),
+    keep_flops: Optional[str] = typer.Option(None, "--keep-flops", help="FLOPs budgets instead of keep ratios, comma-separated, e.g. 1.0,0.8,0.6,0.4 (points named F0.8, ...)."),
     out: Path = typer.Option(Path("sweep"), "--out", "-o", help="Directory for models, exports and the report."),
     criterion: str = typer.Option(DEFAULT_CRITERION, help=f"One of {', '.join(CRITERIA)}."),
     data: Optional[str] = typer.Option(None, help="Healing and test data (default: the sidecar's)."),
@@ -38,8 +39,9 @@ def sweep(
                             min_top5_agreement=min_top5_agreement, int8=int8, int8_force=int8_force,
                             int8_schemes=int8_schemes, int8_seconds=int8_seconds,
                             max_acc_drop=max_acc_drop)
-    rep = sweep_model(model, parse_keeps(keep), out, criterion=criterion,
+    rep = sweep_model(model, parse_keeps(keep) if keep is not None else None, out, criterion=criterion,
                       heal=HealConfig(epochs=epochs, lr=lr, seed=seed), data=data,
                       report_options=report_options(threads, batch, warmup, runs, seconds, onednn),
-                      progress=RichProgress(), export=export)
+                      progress=RichProgress(), export=export,
+                      keep_flops=parse_keeps(keep_flops, "keep_flops") if keep_flops is not None else None)
     return emit_json(rep) if as_json else print_report(rep)

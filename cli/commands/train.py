@@ -18,7 +18,10 @@ from ..progress import RichProgress
 
 
 def train(
-    init: Optional[Path] = typer.Argument(None, help="Optional .pdparams to fine-tune (its sidecar gives the architecture)."),
+    init: Optional[Path] = typer.Argument(
+        None, help="Optional weights to fine-tune: a model written by compress (its sidecar gives the architecture), "
+                   "or a pretrained checkpoint without a sidecar (.pdparams or .safetensors state dict; give --arch), "
+                   "whose classifier is re-initialised if its number of classes differs from the data's."),
     arch: Optional[str] = typer.Option(None, help="Shipped name, module:callable or file.py:callable."),
     arch_kwargs: Optional[str] = typer.Option(None, help="JSON object of keyword arguments for --arch."),
     data: str = typer.Option("digits", help="'digits', 'shapes[:COUNT[:SEED]]', an image-folder directory, a "
@@ -52,8 +55,10 @@ def train(
                      progress=RichProgress(), blocks_from=blocks_from, data_options=data_options)
     summary = {"out": str(out), "test_accuracy": sc.metrics["test_accuracy"],
                "val_accuracy": sc.metrics["val_accuracy"], "blocks": len(sc.blocks),
-               "seconds": sc.training["seconds"]}
+               "seconds": sc.training["seconds"], "pretrained": sc.pretrained}
     if as_json:
         return emit_json(summary)
     stdout.print(f"wrote {out}: test accuracy {summary['test_accuracy'] * 100:.2f}%, "
                  f"{summary['blocks']} blocks, {summary['seconds']:.1f} s")
+    if sc.pretrained and sc.pretrained["reinitialized"]:
+        stdout.print(f"re-initialised (classifier): {', '.join(sc.pretrained['reinitialized'])}")

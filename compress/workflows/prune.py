@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import paddle
 
 from ..blocks import compile_pattern, no_blocks_message
@@ -25,10 +26,11 @@ from ..flops import blocks_with_flops
 from ..layers import count_params
 from ..models import ModelBundle, check_num_classes, load_model, save_model
 from ..paths import Output, check_outputs, data_inputs, model_inputs, model_outputs
+from ..planning import Target, flops_budget
 from ..progress import NULL, Progress
 from ..schedules import n_keep
 from ..sidecar import Sidecar
-from ..surgery import remove_blocks
+from ..surgery import SELF_CHECK_IMAGES, RemovalCheck, Unit, check_removal, remove_blocks
 from ..training import FitConfig, accuracy, fit
 from ..weights import check_weights_path
 
@@ -65,7 +67,11 @@ class HealConfig:
 
 @dataclass
 class PrunePlan:
-    """Which blocks go (indices into the model's current blocks), and what that saves."""
+    """Which blocks go (indices into the model's current blocks), and what that saves.
+
+    ``removed``: per removed block, its index, path, parameters, FLOPs and own DropPath layers;
+    ``keep_flops``: the FLOPs budget it was planned for (None: planned by count or by hand).
+    """
 
     blocks_before: int
     blocks_after: int
@@ -79,9 +85,19 @@ class PrunePlan:
     flops_before: int
     flops_after: int
     out: str | None = None
+    keep_flops: float | None = None
+    removed: list[dict] = field(default_factory=list)
+
+    @property
+    def flops_ratio(self) -> float:
+        return self.flops_after / self.flops_before if self.flops_before else 1.0
+
+    def units(self) -> list[Unit]:
+        """The removed blocks as surgery sees them."""
+        return [Unit(r["path"], tuple(r["own_droppath"]), r["index"]) for r in self.removed]
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "flops_ratio": self.flops_ratio}
 
 
 @dataclass
@@ -96,12 +112,13 @@ class PruneResult:
     best_epoch: int | None = None
     out: str | None = None
     export: dict | None = None   # export.json of the healed model, when asked for
+    surgery_check: dict | None = None   # the self-check's figure (compress.surgery.RemovalCheck)
 
     def to_json(self) -> dict:
         if self.dry_run:
             return {"plan": self.plan.to_json(), "written": False}
-        out = {"plan": self.plan.to_json(), "accuracy": self.accuracy, "best_epoch": self.best_epoch,
-               "written": self.written, "out": self.out}
+        out = {"plan": self.plan.to_json(), "surgery_check": self.surgery_check, "accuracy": self.accuracy,
+               "best_epoch": self.best_epoch, "written": self.written, "out": self.out}
         if self.export is not None:
             out["export"] = self.export
         return out
@@ -113,16 +130,14 @@ def world() -> tuple[int, int]:
     return (int(os.environ.get("PADDLE_TRAINER_ID", "0")), n) if n > 1 else (0, 1)
 
 
-def default_out(model_path, keep: float | None, n_kept: int) -> Path:
+def default_out(model_path, keep: float | None = None, n_kept: int = 0, keep_flops: float | None = None) -> Path:
     p = Path(model_path)
-    tag = f"keep{keep:g}" if keep is not None else f"{n_kept}blocks"
+    tag = f"keep{keep:g}" if keep is not None else f"flops{keep_flops:g}" if keep_flops is not None else f"{n_kept}blocks"
     return p.with_name(f"{p.stem}.{tag}{p.suffix}")
 
 
 # --------------------------------------------------------------------------- plan
-def _explicit_removal(blocks: list[int], keep, n_blocks: int) -> list[int]:
-    if keep is not None:
-        raise CompressError("give `keep` or `blocks`, not both", param=("keep", "blocks"))
+def _explicit_removal(blocks: list[int], n_blocks: int) -> list[int]:
     if len(set(blocks)) != len(blocks):
         raise CompressError(f"`blocks` repeats a block: {','.join(map(str, blocks))}", param="blocks")
     bad = [b for b in blocks if not 0 <= b < n_blocks]
@@ -134,11 +149,7 @@ def _explicit_removal(blocks: list[int], keep, n_blocks: int) -> list[int]:
     return sorted(blocks)
 
 
-def _n_remove(keep, n_blocks: int) -> int:
-    if keep is None:
-        raise CompressError("give `keep` K (0 < K <= 1) or `blocks` i,j,...", param=("keep", "blocks"))
-    if not 0.0 < keep <= 1.0:
-        raise CompressError(f"`keep` must be in (0, 1], got {keep}", param="keep")
+def _n_remove(keep: float, n_blocks: int) -> int:
     if keep * n_blocks < 0.5:
         raise CompressError(f"`keep` {keep} of {n_blocks} blocks leaves no block; the smallest keep is "
                             f"{0.5 / n_blocks:.3f}", param="keep")
@@ -153,27 +164,40 @@ def _criterion_context(bundle: ModelBundle, found: list, data, seed: int) -> Con
                    input_shape=bundle.input_shape, data=data, seed=seed)
 
 
-def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERION, seed=0, data=None) -> PrunePlan:
+def _removal(target: Target, criterion: str, ctx: Context, total: int) -> tuple[list[int], str]:
+    """(indices of the blocks to remove, the criterion named in the plan) for ``target``."""
+    n = len(ctx.blocks)
+    if target.blocks is not None:
+        return _explicit_removal(target.blocks, n), "explicit"
+    if target.keep_flops is not None:
+        return flops_budget(criterion, ctx, [b.flops for b in ctx.blocks], total, target.keep_flops), criterion
+    return select(criterion, ctx, _n_remove(target.keep, n)), criterion
+
+
+def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERION, seed=0, data=None,
+         keep_flops=None) -> PrunePlan:
     """Which blocks go, and what that saves (parameters, FLOPs), without touching anything.
 
+    Exactly one of ``keep`` (share of blocks kept), ``keep_flops`` (FLOPs budget: see
+    :mod:`compress.planning` for how blocks of unequal cost are chosen) or ``blocks`` (indices).
     The blocks are found as the model's sidecar says (``blocks_from``: by path pattern, else by skip
     connection).
     """
+    target = Target(keep, keep_flops, blocks)
     pattern = bundle.sidecar.blocks_from
     found, total = blocks_with_flops(bundle.model, bundle.input_shape, pattern)
     n = len(found)
     if n == 0:
         raise CompressError(f"nothing to prune: {no_blocks_message(pattern)}", param="blocks_from")
-    if blocks is not None:
-        remove, criterion = _explicit_removal(blocks, keep, n), "explicit"
-    else:
-        remove = select(criterion, _criterion_context(bundle, found, data, seed), _n_remove(keep, n))
+    remove, criterion = _removal(target, criterion, _criterion_context(bundle, found, data, seed), total)
     params = count_params(bundle.model)
     gone = [found[i] for i in remove]
     return PrunePlan(blocks_before=n, blocks_after=n - len(remove), keep=keep, criterion=criterion, seed=seed,
                      remove=remove, remove_paths=[b.path for b in gone],
                      params_before=params, params_after=params - sum(b.params for b in gone),
-                     flops_before=total, flops_after=total - sum(b.flops for b in gone))
+                     flops_before=total, flops_after=total - sum(b.flops for b in gone), keep_flops=keep_flops,
+                     removed=[{"index": b.index, "path": b.path, "params": b.params, "flops": b.flops,
+                               "own_droppath": list(b.own_droppath)} for b in gone])
 
 
 # --------------------------------------------------------------------------- prune
@@ -191,9 +215,9 @@ def _healing_data(teacher: ModelBundle, data: str | None, heal: HealConfig, crit
     return source, ds
 
 
-def _out_path(model_path: Path, out, keep, n_kept: int, data: str | None, export_dir) -> Path:
+def _out_path(model_path: Path, out, p: PrunePlan, data: str | None, export_dir) -> Path:
     """The output model's path, refused if it (or the export directory) would overwrite what is read."""
-    out = check_weights_path(default_out(model_path, keep, n_kept) if out is None else out)
+    out = check_weights_path(default_out(model_path, p.keep, p.blocks_after, p.keep_flops) if out is None else out)
     exported = [Output(Path(export_dir), "export_dir", tree=True)] if export_dir is not None else []
     check_outputs(model_outputs(out) + exported, model_inputs(model_path) + data_inputs(data))
     return out
@@ -206,6 +230,30 @@ class _Healed:
     history: list
     best_epoch: int | None
     augment: str | None = None   # healing's training augmentation
+    check: RemovalCheck | None = None
+
+
+def _check_batch(ds: ModelData | None, input_shape, seed: int) -> paddle.Tensor:
+    """The self-check's images: test images through the model's eval preprocessing (a seeded choice; training
+    images without a test split), else seeded noise."""
+    if ds is not None:
+        x, _ = ds.arrays("test" if ds.size("test") else "train", SELF_CHECK_IMAGES)
+        return paddle.to_tensor(x)
+    rng = np.random.default_rng(seed)
+    return paddle.to_tensor(rng.standard_normal((SELF_CHECK_IMAGES, *input_shape)).astype("float32"))
+
+
+def _removed(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData | None, seed: int,
+             progress: Progress) -> tuple[object, RemovalCheck]:
+    """A fresh copy of the model with the plan's blocks removed, checked against the teacher with those
+    blocks switched off (:func:`compress.surgery.check_removal`; raises on a mismatch, nothing written)."""
+    student = load_model(model_path).model
+    remove_blocks(student, p.remove_paths)
+    check = check_removal(teacher.model, student, p.units(), _check_batch(ds, teacher.input_shape, seed),
+                          rebuild=lambda: load_model(model_path).model)
+    progress.log(f"surgery self-check: max abs diff {check.max_abs_diff:.2g} on {check.images} images "
+                 f"(allowed {check.tolerance:g})")
+    return student, check
 
 
 def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData | None, heal: HealConfig,
@@ -214,15 +262,15 @@ def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: M
     if shard[1] > 1:
         paddle.distributed.init_parallel_env()
         wrap = paddle.DataParallel
-    student = load_model(model_path).model
-    remove_blocks(student, p.remove_paths)
+    student, check = _removed(model_path, teacher, p, ds, heal.seed, progress)
     acc = {}
     if ds is not None:
         acc["original"] = accuracy(teacher.model, ds, "test")
         acc["after_removal"] = accuracy(student, ds, "test")
         progress.log(f"test accuracy: original {acc['original']:.4f}, after removing "
                      f"{len(p.remove)} blocks {acc['after_removal']:.4f}")
-    healed = _Healed(student, acc, [], None, ds.preprocess.augment if ds is not None and heal.epochs > 0 else None)
+    healed = _Healed(student, acc, [], None, augment=ds.preprocess.augment if ds is not None and heal.epochs > 0
+                     else None, check=check)
     if heal.epochs > 0:
         res = fit(student, ds, heal.fit_config(), teacher=teacher.model if heal.distill else None, progress=progress,
                   shard=shard, wrap=wrap)
@@ -239,8 +287,14 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
     kept_blocks, total = blocks_with_flops(healed.student, teacher.input_shape, parent.blocks_from)
     kept_paths = {b.path for b in kept_blocks}
     all_removed = list(parent.removed_blocks) + p.remove_paths
+    # the first parent's FLOPs: unknown when an earlier prune (before FLOPs were recorded) did not say
+    original_flops = parent.prune_steps[0].get("flops_before") if parent.prune_steps else p.flops_before
     step = {"parent": str(model_path.resolve()), "parent_sha256": sha256(model_path), "keep": keep,
             "keep_total": len(kept_blocks) / (len(kept_blocks) + len(all_removed)), "criterion": p.criterion,
+            "keep_flops": p.keep_flops, "flops_before": p.flops_before, "flops_after": total,
+            "flops_ratio": total / p.flops_before,
+            "flops_ratio_total": total / original_flops if original_flops else None,
+            "surgery_check": healed.check.to_json(),
             "seed": heal.seed, "removed": p.remove_paths, "blocks_before": p.blocks_before,
             "blocks_after": p.blocks_after,
             "healing": {**asdict(heal), "best_epoch": healed.best_epoch, "history": healed.history,
@@ -260,14 +314,20 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
 def prune(model_path, keep: float | None = None, blocks: list[int] | None = None,
           criterion: str = DEFAULT_CRITERION, out=None, data: str | None = None,
           heal: HealConfig | None = None, dry_run: bool = False, export_dir=None,
-          progress: Progress = NULL, blocks_from: str | None = None,
+          progress: Progress = NULL, blocks_from: str | None = None, keep_flops: float | None = None,
           data_options: DataOptions | None = None) -> PruneResult:
-    """The ``prune`` command: plan, remove, heal with distillation, write ``out`` (+ sidecar), optionally export.
+    """The ``prune`` command: plan, remove, check the surgery, heal with distillation, write ``out`` (+ sidecar),
+    optionally export.
 
-    ``blocks_from``: pick the blocks by path pattern (default: as recorded in the model's sidecar,
-    else by skip connection); recorded in the pruned model's sidecar. ``data_options``: healing's augmentation
-    (default: the parent's, as its sidecar records) and the loader's worker processes.
+    Exactly one of ``keep``, ``keep_flops`` (at most that share of the FLOPs stays, see
+    :mod:`compress.planning`) or ``blocks``. Right after removal the pruned model must match the
+    unpruned one with the same blocks switched off (:func:`compress.surgery.check_removal`), else
+    nothing is written (exit code 3). ``blocks_from``: pick the blocks by path pattern (default: as
+    recorded in the model's sidecar, else by skip connection); recorded in the pruned model's sidecar.
+    ``data_options``: healing's augmentation (default: the parent's, as its sidecar records) and the
+    loader's worker processes.
     """
+    Target(keep, keep_flops, blocks)  # refuse a bad target before any work
     heal = heal or HealConfig()
     model_path = check_weights_path(model_path)
     if export_dir is not None:  # refuse a bad one before any work
@@ -278,8 +338,8 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     if blocks_from is not None:
         teacher.sidecar = teacher.sidecar.replace(blocks_from=blocks_from)
     source, ds = _healing_data(teacher, data, heal, criterion, data_options)
-    p = plan(teacher, keep, blocks, criterion, heal.seed, ds)
-    out = _out_path(model_path, out, keep, p.blocks_after, source, export_dir)
+    p = plan(teacher, keep, blocks, criterion, heal.seed, ds, keep_flops)
+    out = _out_path(model_path, out, p, source, export_dir)
     p.out = str(out)
     if dry_run:
         return PruneResult(p, written=False, dry_run=True)
@@ -287,7 +347,8 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     if rank != 0:
         progress = NULL
     healed = _remove_and_heal(model_path, teacher, p, ds, heal, progress, (rank, n_ranks))
-    result = PruneResult(p, written=rank == 0, accuracy=healed.accuracy, best_epoch=healed.best_epoch, out=str(out))
+    result = PruneResult(p, written=rank == 0, accuracy=healed.accuracy, best_epoch=healed.best_epoch, out=str(out),
+                         surgery_check=healed.check.to_json())
     if rank == 0:
         save_model(healed.student, out, _child_sidecar(model_path, teacher, p, healed, keep, heal, source))
         progress.log(f"wrote {out}")

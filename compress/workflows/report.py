@@ -71,8 +71,10 @@ def _evaluate(path, data: str | None) -> tuple[dict, object]:
     acc = accuracy(bundle.model, ds, "test") if ds is not None else None
     steps = sc.prune_steps
     flops, _ = count_flops(bundle.model, bundle.input_shape)
+    budgeted = any(s.get("keep_flops") is not None for s in steps)
     return {"name": model_name(path), "path": str(path),
             "keep": steps[-1]["keep_total"] if steps else 1.0,
+            "keep_flops": steps[-1].get("flops_ratio_total") if budgeted else None,
             "parent": model_name(steps[-1]["parent"]) if steps else None,
             "accuracy": acc, "params": count_params(bundle.model), "flops": flops,
             "blocks": len(sc.blocks), "data": source}, ds

@@ -22,23 +22,38 @@ from ..sidecar import read_sidecar
 from ..storage import copy_model_files
 from ..training import FitConfig
 from ..weights import check_weights_path
-from .prune import HealConfig, prune
+from .prune import HealConfig, default_out, prune
 from .report import ensure_export, report, report_outputs
 from .train import train
 
 SWEEP_STATE = "sweep.json"
 
 
-def parse_keeps(text: str) -> list[float]:
-    """Keep ratios from comma-separated text: distinct, in (0, 1], largest first."""
+def parse_keeps(text: str, param: str = "keeps") -> list[float]:
+    """Keep ratios (or FLOPs budgets, ``param="keep_flops"``) from comma-separated text: distinct, in (0, 1],
+    largest first."""
     try:
         keeps = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise CompressError(f"`keeps` must be comma-separated ratios, e.g. 1.0,0.75,0.5; got {text!r}",
-                            param="keeps") from None
+        raise CompressError(f"`{param}` must be comma-separated ratios, e.g. 1.0,0.75,0.5; got {text!r}",
+                            param=param) from None
     if not keeps or any(not 0.0 < k <= 1.0 for k in keeps):
-        raise CompressError(f"`keeps` ratios must be in (0, 1]; got {text!r}", param="keeps")
+        raise CompressError(f"`{param}` ratios must be in (0, 1]; got {text!r}", param=param)
     return sorted(set(keeps), reverse=True)
+
+
+DEFAULT_KEEPS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+def _targets(model: Path, models_dir: Path, keeps, keep_flops) -> tuple[bool, dict[str, tuple[dict, Path]]]:
+    """(whether the original is a point: 1.0 is asked for, and per pruned point, named ``0.8`` for a keep ratio
+    or ``F0.8`` for a FLOPs budget: prune's target and its file)."""
+    if keeps and keep_flops:
+        raise CompressError("give `keeps` or `keep_flops`, not both", param=("keeps", "keep_flops"))
+    name, ratios = ("keep_flops", keep_flops) if keep_flops else ("keep", keeps or DEFAULT_KEEPS)
+    pruned = {("F" if keep_flops else "") + f"{r:g}": ({name: r}, default_out(models_dir / model.name, **{name: r}))
+              for r in ratios if r != 1.0}
+    return 1.0 in ratios, pruned
 
 
 def _state(out_dir: Path, settings: dict) -> dict:
@@ -67,23 +82,25 @@ def _check_outputs(model: Path, out_dir: Path, original: Path, targets: list[Pat
     check_outputs(outputs, model_inputs(model) + data_inputs(data))
 
 
-def _point(original: Path, keep: float, target: Path, out_dir: Path, criterion: str, heal: HealConfig,
+def _point(original: Path, key: str, how: dict, target: Path, out_dir: Path, criterion: str, heal: HealConfig,
            data: str | None, export: ExportOptions | None, progress: Progress) -> dict:
-    """Prune, heal and export one keep ratio; a failure is recorded, not raised."""
+    """Prune, heal and export one point (``how``: prune's keep or keep_flops); a failure is recorded, not raised."""
     try:
-        res = prune(original, keep=keep, criterion=criterion, out=target, data=data, heal=heal, progress=progress)
+        res = prune(original, criterion=criterion, out=target, data=data, heal=heal, progress=progress, **how)
         ensure_export(target, out_dir / "exports" / target.stem, export, progress=progress)
-        return {"status": "done", "model": str(target), "accuracy": res.accuracy, "removed": res.plan.remove_paths}
+        return {"status": "done", "model": str(target), "accuracy": res.accuracy, "removed": res.plan.remove_paths,
+                "flops_ratio": res.plan.flops_ratio}
     except Exception as e:  # noqa: BLE001 - one failed point must not stop the others
         msg = str(e) if isinstance(e, CompressError) else f"{type(e).__name__}: {e}"
-        progress.log(f"keep {keep:g}: failed: {msg}")
+        progress.log(f"keep {key}: failed: {msg}")
         return {"status": "failed", "error": msg}
 
 
-def sweep(model, keeps: list[float], out_dir, criterion: str = "survival", heal: HealConfig | None = None,
+def sweep(model, keeps: list[float] | None, out_dir, criterion: str = "survival", heal: HealConfig | None = None,
           data: str | None = None, report_options: dict | None = None, progress: Progress = NULL,
-          export: ExportOptions | None = None) -> dict:
-    """Prune+heal+export ``model`` at every keep ratio, then write the report over all of them.
+          export: ExportOptions | None = None, keep_flops: list[float] | None = None) -> dict:
+    """Prune+heal+export ``model`` at every keep ratio (or every FLOPs budget in ``keep_flops``, not both;
+    neither: ``DEFAULT_KEEPS``), then write the report over all of them.
 
     ``export``: how every model is exported and verified (tolerances, INT8), as in ``report``.
     """
@@ -95,24 +112,19 @@ def sweep(model, keeps: list[float], out_dir, criterion: str = "survival", heal:
     out_dir = Path(out_dir)
     models_dir = out_dir / "models"
     original = models_dir / model.name
-    targets = {k: models_dir / f"{model.stem}.keep{k:g}.pdparams" for k in keeps if k != 1.0}
-    _check_outputs(model, out_dir, original, list(targets.values()), data)
+    with_original, targets = _targets(model, models_dir, keeps, keep_flops)
+    _check_outputs(model, out_dir, original, [path for _, path in targets.values()], data)
     models_dir.mkdir(parents=True, exist_ok=True)
     state = _state(out_dir, {"model": str(model), "criterion": criterion, "heal": asdict(heal), "data": data})
     points = state["points"]
     _copy_model(model, original)
-    paths = []
-    for keep in keeps:
-        key = f"{keep:g}"
-        if keep == 1.0:
-            paths.append(original)
-            continue
-        target = targets[keep]
+    paths = [original] if with_original else []
+    for key, (how, target) in targets.items():
         if points.get(key, {}).get("status") == "done" and target.is_file():
             progress.log(f"keep {key}: done earlier, skipped")
         else:
             progress.log(f"keep {key}: pruning and healing")
-            points[key] = _point(original, keep, target, out_dir, criterion, heal, data, export, progress)
+            points[key] = _point(original, key, how, target, out_dir, criterion, heal, data, export, progress)
             write_json(out_dir / SWEEP_STATE, state)
         if points[key]["status"] == "done":
             paths.append(target)

@@ -8,11 +8,12 @@ from ..data import DataOptions, ModelData
 from ..errors import CompressError
 from ..flops import blocks_with_flops
 from ..layers import count_params
-from ..models import (ArchSpec, build_model, canonical_spec, check_num_classes, default_input_shape, load_model,
-                      resolve_arch, save_model)
+from ..models import (ArchSpec, build_model, canonical_spec, check_class_kwargs, check_num_classes,
+                      default_input_shape, load_model, resolve_arch, save_model)
 from ..paths import check_outputs, data_inputs, model_inputs, model_outputs
+from ..pretrained import Pretrained, load_pretrained, read_pretrained
 from ..progress import NULL, Progress
-from ..sidecar import Sidecar
+from ..sidecar import Sidecar, read_sidecar
 from ..training import FitConfig, FitResult, accuracy, fit, seed_everything
 from ..weights import check_weights_path
 
@@ -27,15 +28,21 @@ class _Start:
     removed: list
     blocks_from: str | None = None   # the block pattern of the model fine-tuned from
     preprocess: dict | None = None   # the preprocess of the model fine-tuned from (kept)
+    pretrained: Pretrained | None = None   # a foreign checkpoint (no sidecar), loaded once the model is built
 
 
 def _start(init, arch, arch_kwargs, input_shape) -> _Start:
-    if init is not None:
+    if init is not None and read_sidecar(init, required=False) is not None:
         bundle = load_model(init, arch=arch, arch_kwargs=arch_kwargs, input_shape=input_shape)
         base = bundle.sidecar
         return _Start(bundle.model, bundle.arch, bundle.input_shape,
                       list(base.lineage) + [{"parent": str(init), "step": "train"}], base.removed_blocks,
                       base.blocks_from, base.preprocess)
+    pretrained = read_pretrained(init) if init is not None else None
+    if arch is None and init is not None:
+        raise CompressError(f"{init}: no sidecar next to it, so it is read as a pretrained checkpoint (a plain state "
+                            "dict); give `arch` (and `arch_kwargs`) to build the model it fits",
+                            param=("arch", "arch_kwargs"))
     if arch is None:
         raise CompressError("give `arch` (a shipped name, module:callable or file.py:callable) or an initial model",
                             param="arch")
@@ -44,7 +51,24 @@ def _start(init, arch, arch_kwargs, input_shape) -> _Start:
     shape = tuple(input_shape) if input_shape else default_input_shape(arch)
     if shape is None:
         raise CompressError(f"`input_shape` C,H,W is needed for {arch}", param="input_shape")
-    return _Start(None, spec, shape, [], [])
+    return _Start(None, spec, shape, [], [], pretrained=pretrained)
+
+
+def _build(start: _Start, ds: ModelData, seed: int, progress: Progress):
+    """The model to train from an architecture: built for the data's classes (seeded), with a pretrained
+    checkpoint's weights loaded into it if one is given (its classifier re-initialised if its classes differ)."""
+    check_class_kwargs(start.spec.kwargs, ds.num_classes)
+    seed_everything(seed)
+    model = build_model(start.spec, start.shape, ds.num_classes)
+    pre = start.pretrained
+    if pre is not None:
+        reinit = load_pretrained(model, pre, start.shape, ds.num_classes)
+        if pre.stripped_prefix:
+            progress.log(f"{pre.path.name}: took the prefix {pre.stripped_prefix!r} off every key")
+        progress.log(f"loaded pretrained weights {pre.path.name} (sha256 {pre.sha256[:12]}); "
+                     + (f"re-initialised the classifier for {ds.num_classes} classes: {', '.join(reinit)}" if reinit
+                        else "nothing re-initialised"))
+    return model
 
 
 def _trained_sidecar(start: _Start, ds: ModelData, model, blocks, flops: int, config: FitConfig,
@@ -63,7 +87,7 @@ def _trained_sidecar(start: _Start, ds: ModelData, model, blocks, flops: int, co
         statistics=res.stats.summary() if res.stats is not None else None,
         statistics_sums=res.stats.to_json() if res.stats is not None else None,
         metrics={"test_accuracy": test_acc, "val_accuracy": val_acc},
-        lineage=start.lineage,
+        lineage=start.lineage, pretrained=start.pretrained.record() if start.pretrained is not None else None,
     )
 
 
@@ -71,6 +95,11 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
           input_shape=None, config: FitConfig | None = None, progress: Progress = NULL,
           blocks_from: str | None = None, data_options: DataOptions | None = None) -> Sidecar:
     """Train (or fine-tune ``init``) under stochastic depth; write weights + sidecar to ``out``.
+
+    ``init``: a model written by compress (its sidecar gives the architecture), or a foreign checkpoint
+    (no sidecar: a plain state dict, with ``arch``), whose classifier is re-initialised if it was trained
+    for another number of classes (see :mod:`compress.pretrained`; the sidecar's ``pretrained`` records
+    the file, its sha256 and the keys re-initialised).
 
     ``blocks_from``: pick the blocks by path pattern instead of by skip connection (see
     :func:`compress.blocks.discover_blocks`); recorded in the sidecar, so later commands find the
@@ -88,10 +117,7 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
         start.blocks_from = blocks_from
     progress.log(f"loading data {data!r} at input shape {start.shape}")
     ds = ModelData.open(data, start.shape, start.preprocess, data_options)
-    model = start.model
-    if model is None:
-        seed_everything(config.seed)
-        model = build_model(start.spec, start.shape, ds.num_classes)
+    model = start.model if start.model is not None else _build(start, ds, config.seed, progress)
     check_num_classes(model, start.shape, ds.num_classes)
     blocks, flops = blocks_with_flops(model, start.shape, start.blocks_from)
     if config.drop_path_rate > 0 and not blocks:
