@@ -206,12 +206,13 @@ def test_sidecar_pretrained_field_is_type_checked():
 
 
 @pytest.mark.slow
-def test_resnet18_1000_classes_on_a_3_class_photo_folder(tmp_path):
-    """The issue's job, small: a 1000-class ResNet-18 checkpoint fine-tuned on a 3-class JPEG folder, then
-    pruned with healing and exported, each step verified by the command itself."""
+def test_resnet18_1000_classes_on_a_3_class_photo_folder_at_224(tmp_path):
+    """The issue's done-when, as the README's walk-through runs it: a 1000-class ResNet-18 checkpoint
+    (random weights: no downloads here) fine-tuned with DropPath on a 3-class JPEG folder at 224x224,
+    then pruned with healing and exported, each step verified by the command itself, then reported."""
     from compress.data.shapes import make_folder
 
-    make_folder(tmp_path / "photos", count=150, size=32)
+    make_folder(tmp_path / "photos", count=100, size=256)
     for split in ("train", "val", "test"):
         for cls in sorted((tmp_path / "photos" / split).iterdir())[3:]:
             shutil.rmtree(cls)
@@ -219,12 +220,22 @@ def test_resnet18_1000_classes_on_a_3_class_photo_folder(tmp_path):
     paddle.save(paddle.vision.models.resnet18(num_classes=1000).state_dict(), str(tmp_path / "r18.pdparams"))
     out = tmp_path / "ft.pdparams"
     res = invoke("train", tmp_path / "r18.pdparams", "--arch", "paddle.vision.models:resnet18", "--input-shape",
-                 "3,32,32", "--data", tmp_path / "photos", "--epochs", 1, "--out", out)
+                 "3,224,224", "--data", tmp_path / "photos", "--normalize", "imagenet", "--augment", "standard",
+                 "--drop-path-rate", 0.1, "--epochs", 1, "--batch-size", 8, "--out", out)
     assert res.exit_code == 0, res.output
     assert "re-initialised the classifier for 3 classes: fc.weight, fc.bias" in res.stderr
-    assert read_sidecar(out).num_classes == 3
+    side = read_sidecar(out)
+    assert side.num_classes == 3 and side.input_shape == [3, 224, 224] and side.preprocess["normalize"] == "imagenet"
+    assert len(side.statistics) == len(side.blocks) == 5        # survival statistics for every residual block
     pruned = tmp_path / "ft.keep0.6.pdparams"
-    res = invoke("prune", out, "--keep", 0.6, "--epochs", 1, "--out", pruned, "--export", tmp_path / "exp")
+    res = invoke("prune", out, "--keep", 0.6, "--epochs", 1, "--batch-size", 8, "--out", pruned,
+                 "--export", tmp_path / "exp")
     assert res.exit_code == 0, res.output
     exported = json.loads((tmp_path / "exp" / "export.json").read_text())
-    assert exported["files"] and read_sidecar(pruned).pretrained["sha256"] == _sha(tmp_path / "r18.pdparams")
+    assert exported["files"] and exported["input"]["preprocess"] == side.preprocess
+    assert read_sidecar(pruned).pretrained["sha256"] == _sha(tmp_path / "r18.pdparams")
+    assert len(read_sidecar(pruned).blocks) == 3
+    res = invoke("report", out, pruned, "--out", tmp_path / "rep", "--runs", 5, "--warmup", 10, "--seconds", 0,
+                 "--batch", "1", "--json")
+    assert res.exit_code == 0, res.output
+    assert {m["name"] for m in json.loads(res.stdout)["models"]} == {"ft", "ft.keep0.6"}
