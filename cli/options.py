@@ -42,3 +42,16 @@ def export_options(*, atol: float, rtol: float, min_argmax_agreement: float, min
                          int8="force" if int8_force else ("auto" if int8 else "off"), int8_schemes=int8_schemes,
                          int8_seconds=int8_seconds,
                          max_acc_drop=max_acc_drop / 100.0, calib_data=calib_data, **kwargs)
+
+AUGMENT_HELP = ("Training augmentation: none; light (a random shift, up to 1/16 of the side); standard "
+                "(random-resized crop + horizontal flip). Default: the data's (light for digits, shapes and .npz, "
+                "standard for photo folders and list files).")
+AUGMENT = typer.Option(None, "--augment", help=AUGMENT_HELP)
+NORMALIZE = typer.Option(None, "--normalize", help="Pixel normalisation: imagenet (ImageNet mean/std, for pretrained "
+                                                   "models) or half ((x - 0.5) / 0.5). Default: the data's "
+                                                   "(half for digits, shapes and .npz; imagenet for photos).")
+RESIZE = typer.Option(None, "--resize", help="exact (resize to H,W) or short (shorter side to H/0.875, centre "
+                                             "crop H,W). Default: the data's (exact for digits, shapes and .npz; "
+                                             "short for photos).")
+WORKERS = typer.Option(None, "--workers", help="Loader worker processes decoding images (default: up to 4, leaving "
+                                               "two cores to training; 0 for in-memory data).")

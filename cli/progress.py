@@ -4,9 +4,9 @@ from __future__ import annotations
 import contextlib
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBars, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBars, TextColumn, TimeElapsedColumn
 
-from compress.progress import Progress
+from compress.progress import Progress, Throughput
 
 stderr = Console(stderr=True, soft_wrap=True)
 
@@ -21,14 +21,16 @@ class RichProgress(Progress):
             yield lambda n=1, **f: None
             return
         bars = RichBars(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("{task.fields[rate]}"),
                         console=stderr, transient=True)
         with bars:
-            tid = bars.add_task(description, total=total, info="")
+            tid = bars.add_task(description, total=total, info="", rate="")
+            meter = Throughput(total)
 
-            def advance(n=1, **fields):
+            def advance(n=1, images=None, **fields):
+                meter.advance(n, images)
                 info = " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
-                bars.update(tid, advance=n, info=info)
+                bars.update(tid, advance=n, info=info, rate=meter.describe())
             yield advance
 
     def log(self, message):

@@ -23,7 +23,7 @@ class Context:
     schedule: str | None  # name of the schedule the statistics were recorded under
     model: object = None
     input_shape: tuple = ()
-    data: object = None   # a Dataset, for activation-based criteria
+    data: object = None   # a compress.data.ModelData, for activation-based criteria
     seed: int = 0
 
 
@@ -114,7 +114,7 @@ def _block_io(ctx, max_samples=256):
     if ctx.data is None:
         raise CompressError("this criterion needs images to run the model on: give `data`, or use a model whose "
                             "sidecar names its data source", param="data")
-    x = ctx.data.x_val[:max_samples] if len(ctx.data.y_val) else ctx.data.x_train[:max_samples]
+    x, _ = ctx.data.arrays("val" if ctx.data.size("val") else "train", max_samples)
     acts = {}
     handles = []
     for i, b in enumerate(ctx.blocks):

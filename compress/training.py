@@ -40,20 +40,40 @@ def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
-def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
-    if len(y) == 0:
+def loader_accuracy(run, loader) -> float:
+    """Accuracy of ``run`` (a batch of images, a paddle tensor -> logits) over one pass of an evaluation loader."""
+    right = total = 0
+    for x, y in loader:
+        logits = run(x)
+        right += int((np.asarray(logits).argmax(1) == y.numpy()).sum())
+        total += len(y)
+    return right / total if total else math.nan
+
+
+def model_runner(model):
+    """``model`` as a ``run`` for :func:`loader_accuracy`: eval mode, no gradients, numpy logits."""
+    def run(x):
+        model.eval()
+        with paddle.no_grad():
+            return model(x).numpy()
+    return run
+
+
+def split_accuracy(run, data, split: str, batch_size: int = 256) -> float:
+    """Accuracy of ``run`` on a split of ``data`` (a ``compress.data.ModelData``), streamed in batches through
+    the model's evaluation preprocessing; ``run`` maps a batch (a paddle tensor) to logits."""
+    if data.size(split) == 0:
         return math.nan
-    return float((predict(model, x, batch_size).argmax(1) == y).mean())
+    loader = data.loader(split, batch_size)
+    try:
+        return loader_accuracy(run, loader)
+    finally:
+        loader.close()
 
 
-def augment(x: np.ndarray, rng: np.random.Generator, shift: int = 1) -> np.ndarray:
-    """Random translation by up to ``shift`` pixels (zero-padded at the data's minimum)."""
-    if shift <= 0:
-        return x
-    n, c, h, w = x.shape
-    pad = np.pad(x, ((0, 0), (0, 0), (shift, shift), (shift, shift)), constant_values=float(x.min()))
-    dy, dx = rng.integers(0, 2 * shift + 1, size=2)
-    return np.ascontiguousarray(pad[:, :, dy:dy + h, dx:dx + w])
+def accuracy(model, data, split: str = "test", batch_size: int = 256) -> float:
+    """A dygraph model's accuracy on a split of ``data`` (streamed)."""
+    return split_accuracy(model_runner(model), data, split, batch_size)
 
 
 @dataclass
@@ -70,7 +90,6 @@ class FitConfig:
     target_keep: float | None = None
     warmup_epochs: int | None = None
     max_rate: float = 0.7       # adaptive with a target: final drop rate of the targeted blocks
-    augment_shift: int = 1
     label_smoothing: float = 0.0
     # healing: distillation from a teacher's logits
     alpha: float = 0.5          # weight of the KD term
@@ -115,19 +134,24 @@ def distillation_loss(logits, teacher_logits, temperature: float, scale: float =
                     reduction="sum") * scale * temperature * temperature
 
 
-def train_step(runner, opt, xb: np.ndarray, yb: np.ndarray, config: FitConfig, scale: float, teacher=None):
+def as_tensor(a):
+    """A loader's batch (already a paddle tensor) as is; a numpy array as a tensor."""
+    return a if isinstance(a, paddle.Tensor) else paddle.to_tensor(a)
+
+
+def train_step(runner, opt, xb, yb, config: FitConfig, scale: float, teacher=None):
     """One optimisation step on a batch; returns (loss, per-sample task losses).
 
     ``scale`` turns the summed loss into this process's share of the global batch's mean.
     With a ``teacher``, the loss is ``(1 - alpha) * task + alpha * distillation``.
     """
-    logits = runner(paddle.to_tensor(xb))
-    per_sample = F.cross_entropy(logits, paddle.to_tensor(yb), reduction="none",
+    logits = runner(as_tensor(xb))
+    per_sample = F.cross_entropy(logits, as_tensor(yb), reduction="none",
                                  label_smoothing=config.label_smoothing).reshape([-1])
     loss = per_sample.sum() * scale
     if teacher is not None:
         with paddle.no_grad():
-            t_logits = teacher(paddle.to_tensor(xb))
+            t_logits = teacher(as_tensor(xb))
         loss = (1 - config.alpha) * loss + config.alpha * distillation_loss(logits, t_logits, config.temperature, scale)
     loss.backward()
     opt.step()
@@ -202,77 +226,111 @@ class KeepBest:
             self.model.set_state_dict(self.best_state)
 
 
+EVAL_BATCH = 256
+
+
+def check_finite(loss: float, epoch: int, step: int, steps: int) -> None:
+    """Stop a run whose loss stopped being a number, naming where (nothing is written after it)."""
+    if not math.isfinite(loss):
+        raise CompressError(f"training diverged: the loss became {loss} at epoch {epoch + 1}, step {step + 1} of "
+                            f"{steps}; nothing was written (try a lower `lr`)", param="lr")
+
+
 @dataclass
 class _Loop:
     """What the steps of one training run share."""
 
     model: object
     runner: object          # the model, or its paddle.DataParallel wrapper
-    data: object
+    loader: object          # the training split's compress.data.Loader (shuffled, augmented, sharded)
+    n_train: int            # images in the training split (global batches are cut from them)
     config: FitConfig
     opt: object
     sched: object
     teacher: object
     depth: DepthRun | None
-    rng: np.random.Generator
     shard: tuple[int, int]
-    steps: int
+
+    @property
+    def steps(self) -> int:
+        return len(self.loader)
 
     def run_epoch(self, epoch: int, advance, fields: dict) -> float:
         """One pass over the shuffled training data; returns the mean step loss."""
-        cfg, (rank, world) = self.config, self.shard
+        cfg, world = self.config, self.shard[1]
         if self.depth is not None:
             self.depth.start_epoch(epoch, cfg.epochs)
         self.model.train()
-        perm = self.rng.permutation(len(self.data.y_train))
+        self.loader.set_epoch(epoch)
         losses = []
-        for step in range(self.steps):
-            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        for step, (xb, yb) in enumerate(self.loader):
             # each rank's loss is its share of the global batch's mean, so that the
             # gradients DataParallel averages over ranks equal one process's on the whole batch
-            if len(idx) < world:  # a tail batch too small to give every rank a sample
-                continue
-            scale = world / len(idx)
-            idx = idx[rank::world]
-            xb = augment(self.data.x_train[idx], self.rng, cfg.augment_shift)
-            loss, per_sample = train_step(self.runner, self.opt, xb, self.data.y_train[idx], cfg, scale, self.teacher)
+            global_size = min(cfg.batch_size, self.n_train - step * cfg.batch_size)
+            loss, per_sample = train_step(self.runner, self.opt, xb, yb, cfg, world / global_size, self.teacher)
             if self.sched is not None:
                 self.sched.step()
             if self.depth is not None:
-                self.depth.record(len(idx), per_sample)
+                self.depth.record(len(yb), per_sample)
             losses.append(float(loss))
-            advance(1, epoch=f"{epoch + 1}/{cfg.epochs}", loss=losses[-1], **fields)
+            check_finite(losses[-1], epoch, step, self.steps)
+            advance(1, images=global_size, epoch=f"{epoch + 1}/{cfg.epochs}", loss=losses[-1], **fields)
         return float(np.mean(losses))
+
+
+def _val_loader(data):
+    """The validation split's loader, opened once for the whole run (None without validation images)."""
+    return data.loader("val", EVAL_BATCH) if data.size("val") else None
 
 
 def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Progress = NULL,
         shard: tuple[int, int] = (0, 1), wrap=None) -> FitResult:
-    """Train ``model`` on ``data``; with ``blocks`` and a drop rate, under stochastic depth with statistics.
+    """Train ``model`` on ``data`` (a ``compress.data.ModelData``: its training split streamed through its
+    preprocess, augmentation included); with ``blocks`` and a drop rate, under stochastic depth with statistics.
 
     ``teacher`` adds distillation (KL on temperature-scaled logits, weight ``alpha``).
     ``shard=(rank, world)`` keeps this process's part of every global batch
     (data parallel); ``wrap`` is applied to the model for the forward pass
-    (``paddle.DataParallel``).
+    (``paddle.DataParallel``). A loss that stops being finite ends the run with a ``CompressError``.
     """
     seed_everything(config.seed)
-    rng = np.random.default_rng(config.seed)
-    steps = max(1, math.ceil(len(data.y_train) / config.batch_size))
-    opt, sched = make_optimizer(model, config, steps)
-    depth = DepthRun(model, blocks, config) if blocks and config.drop_path_rate > 0 else None
-    if teacher is not None:
-        teacher.eval()
-    loop = _Loop(model, wrap(model) if wrap else model, data, config, opt, sched, teacher, depth, rng, shard, steps)
+    train_loader = data.loader("train", config.batch_size, train=True, seed=config.seed, rank=shard[0],
+                               world=shard[1])
+    val_loader = None
+    try:
+        train_loader.start()   # workers fork before this process's memory grows
+        val_loader = _val_loader(data)
+        opt, sched = make_optimizer(model, config, len(train_loader))
+        depth = DepthRun(model, blocks, config) if blocks and config.drop_path_rate > 0 else None
+        loop = _Loop(model, wrap(model) if wrap else model, train_loader, data.size("train"), config, opt, sched,
+                     teacher, depth, shard)
+        return _run(loop, val_loader, progress)
+    finally:
+        train_loader.close()
+        if val_loader is not None:
+            val_loader.close()
+
+
+def _val_accuracy(model, val_loader) -> float:
+    return loader_accuracy(model_runner(model), val_loader) if val_loader is not None else math.nan
+
+
+def _run(loop: _Loop, val_loader, progress: Progress) -> FitResult:
+    """The epochs of a run: train, validate, keep the best, stop early; statistics detached at the end."""
+    model, config, depth = loop.model, loop.config, loop.depth
+    if loop.teacher is not None:
+        loop.teacher.eval()
     keeper = KeepBest(model, config.keep_best, config.patience)
     if config.keep_best:  # the starting point competes too: healing may never beat it
-        keeper.start(accuracy(model, data.x_val, data.y_val))
+        keeper.start(_val_accuracy(model, val_loader))
     result = FitResult(stats=depth.stats if depth is not None else None)
     t0 = time.perf_counter()
     try:
-        with progress.task("training", config.epochs * steps) as advance:
+        with progress.task("training", config.epochs * loop.steps) as advance:
             last_val: dict = {}
             for epoch in range(config.epochs):
                 loss = loop.run_epoch(epoch, advance, last_val)
-                val = accuracy(model, data.x_val, data.y_val)
+                val = _val_accuracy(model, val_loader)
                 last_val = {"val_acc": val}
                 rec = {"epoch": epoch + 1, "loss": loss, "val_accuracy": val}
                 if depth is not None:

@@ -4,7 +4,7 @@ import pytest
 
 from compress.blocks import find_blocks
 from compress.criteria import CRITERIA, Context, select
-from compress.data import load_data
+from compress.data import ModelData
 from compress.errors import CompressError
 from tiny_models import TinyCNN, TinyTransformer
 
@@ -69,7 +69,7 @@ def test_activation_criteria_on_a_real_model():
     last.weight.set_value(np.zeros(last.weight.shape, np.float32))
     last.bias.set_value(np.zeros(last.bias.shape, np.float32))
     ctx = Context(blocks=blocks, stats=None, schedule=None, model=model, input_shape=(1, 8, 8),
-                  data=load_data("digits", (1, 8, 8)))
+                  data=ModelData.open("digits", (1, 8, 8)))
     assert select("block-influence", ctx, 1) == [2]
     run = select("angular", ctx, 2)
     assert len(run) == 2 and run[1] - run[0] == 1
@@ -78,7 +78,7 @@ def test_activation_criteria_on_a_real_model():
 def test_angular_needs_a_contiguous_same_shape_run():
     model = TinyCNN()
     ctx = Context(blocks=find_blocks(model, (1, 8, 8)), stats=None, schedule=None, model=model,
-                  input_shape=(1, 8, 8), data=load_data("digits", (1, 8, 8)))
+                  input_shape=(1, 8, 8), data=ModelData.open("digits", (1, 8, 8)))
     assert select("angular", ctx, 2) in ([0, 1], [2, 3])
     with pytest.raises(CompressError, match="contiguous"):
         select("angular", ctx, 3)

@@ -53,7 +53,7 @@ def test_json_output_is_export_json(exported):
 
 
 def test_files_written_and_loadable(exported, tiny_model):
-    from compress.data import load_data
+    from compress.data import ModelData
     from compress.models import load_model
 
     _, out = exported
@@ -61,7 +61,7 @@ def test_files_written_and_loadable(exported, tiny_model):
         ["export.json", "model.onnx", "paddle/model.json", "paddle/model.pdiparams"]
     assert leftovers(out.parent) == []
     bundle = load_model(tiny_model)
-    x = load_data("digits", bundle.input_shape).x_test[:7]  # a batch size the export never used
+    x = ModelData.of_model(bundle).arrays("test", 7)[0]  # a batch size the export never used
     ref = ex.run_dygraph(bundle.model, x)
     sess = ex.onnx_session(out / "model.onnx")
     assert np.abs(ex.run_onnx(sess, x) - ref).max() < 1e-4
@@ -77,6 +77,8 @@ def test_export_json_records_versions_parity_files_and_graphs(exported, tiny_mod
     assert info["opset"] == ex.DEFAULT_OPSET and info["batch"] == "dynamic"
     assert info["input"]["name"] == "x" and info["input"]["shape"] == [None, 1, 16, 16]
     assert info["output"]["shape"] == [None, 10]
+    pre = info["input"]["preprocess"]      # the full recipe the parity images went through
+    assert pre["resize"]["rule"] == "exact" and pre["mean"] == [0.5] and pre["input_shape"] == [1, 16, 16]
     par = info["parity"]
     assert set(par["runtimes"]) == {"paddle_inference", "paddle_inference_onednn", "onnxruntime"}
     assert par["tolerance"]["atol"] == 1e-4 and par["tolerance"]["rtol"] == 1e-4

@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from compress.data import load_data
+from compress.data import ModelData
 from compress.blocks import find_blocks
 from compress.statistics import SurvivalStats
 from compress.training import FitConfig, fit
@@ -30,7 +30,7 @@ def test_streamed_sums_match_direct_computation():
 
 
 def test_useless_block_has_no_importance_and_is_dropped_most():
-    ds = load_data("digits", (1, 8, 8))
+    ds = ModelData.open("digits", (1, 8, 8))
     model = TinyCNN(useless=1)
     blocks = find_blocks(model, (1, 8, 8))
     cfg = FitConfig(epochs=4, batch_size=64, lr=5e-3, seed=0, drop_path_rate=0.3, schedule="adaptive",

@@ -56,10 +56,10 @@ def test_prune_heal_reload_and_reprune(trained, tmp_path):
     assert lineage["parent"] == str(trained) and len(lineage["parent_sha256"]) == 64
     assert lineage["keep"] == 0.75 and lineage["criterion"] == "survival"
     from compress.training import accuracy
-    from compress.data import load_data
+    from compress.data import ModelData
 
-    ds = load_data("digits", (1, 8, 8))
-    assert abs(accuracy(bundle.model, ds.x_test, ds.y_test) - acc["after_healing"]) < 1e-9
+    ds = ModelData.of_model(bundle)
+    assert abs(accuracy(bundle.model, ds, "test") - acc["after_healing"]) < 1e-9
     # re-pruning composes and the lineage chains
     out2 = tmp_path / "pp.pdparams"
     res = invoke("prune", out, "--keep", 0.34, "--epochs", 0, "--criterion", "last", "--out", out2)

@@ -15,8 +15,12 @@ from .report import print_report
 def demo(
     out: Path = typer.Option(Path("compress-demo"), "--out", "-o", help="Directory for everything the demo makes."),
     sample: str = typer.Option("vit_tiny", help="Shipped sample model: vit_tiny or resnet_tiny."),
+    data: str = typer.Option("digits", help="Built-in data: digits (the shipped samples' data), or "
+                                            "shapes[:COUNT[:SEED]] (the sample's architecture is trained on it first, "
+                                            "in RGB; e.g. shapes:2000)."),
+    train_epochs: int = typer.Option(10, help="With --data other than digits: training epochs."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json."),
 ):
-    """The main job on the built-in default: sweep a shipped sample model (keep 1.0, 0.75, 0.5) and report."""
-    rep = run_demo(out, sample=sample, progress=RichProgress())
+    """The main job on a built-in source: sweep a shipped sample model (keep 1.0, 0.75, 0.5) and report."""
+    rep = run_demo(out, sample=sample, progress=RichProgress(), data=data, train_epochs=train_epochs)
     return emit_json(rep) if as_json else print_report(rep)

@@ -8,11 +8,12 @@ import typer
 from rich.table import Table
 
 from compress.criteria import CRITERIA, DEFAULT_CRITERION
+from compress.data import DataOptions
 from compress.errors import CompressError
 from compress.workflows.prune import HealConfig, prune as prune_model
 
 from ..output import emit_json, stdout
-from ..options import BLOCKS_FROM_HELP
+from ..options import AUGMENT_HELP, BLOCKS_FROM_HELP, WORKERS
 from ..progress import RichProgress
 
 
@@ -47,6 +48,9 @@ def prune(
     alpha: float = typer.Option(0.5, help="Weight of the distillation term (1 - alpha on the task loss)."),
     patience: int = typer.Option(2, help="Early stopping: epochs without a better val accuracy."),
     seed: int = typer.Option(0),
+    augment: Optional[str] = typer.Option(None, "--augment", help="Healing's augmentation (default: the one the model "
+                                          "was trained with, as its sidecar records). " + AUGMENT_HELP.split(". ", 1)[0] + "."),
+    workers: Optional[int] = WORKERS,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; write nothing."),
     export: Optional[Path] = typer.Option(None, "--export", help="Export the healed model to this directory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -56,7 +60,8 @@ def prune(
                      alpha=alpha, patience=patience, seed=seed)
     res = prune_model(model, keep=keep, blocks=_parse_blocks(blocks), criterion=criterion, out=out, data=data,
                       heal=cfg, dry_run=dry_run, export_dir=export, progress=RichProgress(),
-                      blocks_from=blocks_from, keep_flops=keep_flops)
+                      blocks_from=blocks_from, keep_flops=keep_flops,
+                      data_options=DataOptions(augment=augment, workers=workers))
     if not res.written and not dry_run:
         return  # a non-zero rank under paddle.distributed.launch
     if as_json:

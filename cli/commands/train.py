@@ -6,13 +6,14 @@ from typing import Optional
 
 import typer
 
+from compress.data import DataOptions
 from compress.models import parse_input_shape, parse_kwargs
 from compress.schedules import SCHEDULES
 from compress.training import FitConfig
 from compress.workflows.train import train as train_model
 
 from ..output import emit_json, stdout
-from ..options import BLOCKS_FROM_HELP
+from ..options import AUGMENT, BLOCKS_FROM_HELP, NORMALIZE, RESIZE, WORKERS
 from ..progress import RichProgress
 
 
@@ -23,7 +24,8 @@ def train(
                    "whose classifier is re-initialised if its number of classes differs from the data's."),
     arch: Optional[str] = typer.Option(None, help="Shipped name, module:callable or file.py:callable."),
     arch_kwargs: Optional[str] = typer.Option(None, help="JSON object of keyword arguments for --arch."),
-    data: str = typer.Option("digits", help="'digits', an image-folder directory or an .npz with x and y."),
+    data: str = typer.Option("digits", help="'digits', 'shapes[:COUNT[:SEED]]', an image-folder directory, a "
+                                            "directory with train_list.txt, or an .npz with x and y."),
     input_shape: Optional[str] = typer.Option(None, help="C,H,W the images are resized to."),
     epochs: int = typer.Option(10, help="Epochs (0: only evaluate and write the sidecar)."),
     batch_size: int = typer.Option(64),
@@ -35,6 +37,10 @@ def train(
     warmup_epochs: Optional[int] = typer.Option(None, help="adaptive: epochs at the mean rate before adapting."),
     max_rate: float = typer.Option(0.7, help="adaptive with --target-keep: final drop rate of the targeted blocks."),
     seed: int = typer.Option(0),
+    augment: Optional[str] = AUGMENT,
+    normalize: Optional[str] = NORMALIZE,
+    resize: Optional[str] = RESIZE,
+    workers: Optional[int] = WORKERS,
     blocks_from: Optional[str] = typer.Option(None, "--blocks-from", help=BLOCKS_FROM_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the weights (.pdparams or .safetensors)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -43,9 +49,10 @@ def train(
     cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                     drop_path_rate=drop_path_rate, schedule=schedule, target_keep=target_keep,
                     warmup_epochs=warmup_epochs, max_rate=max_rate)
+    data_options = DataOptions(resize=resize, normalize=normalize, augment=augment, workers=workers)
     sc = train_model(out, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs), init=init, data=data,
                      input_shape=parse_input_shape(input_shape) if input_shape else None, config=cfg,
-                     progress=RichProgress(), blocks_from=blocks_from)
+                     progress=RichProgress(), blocks_from=blocks_from, data_options=data_options)
     summary = {"out": str(out), "test_accuracy": sc.metrics["test_accuracy"],
                "val_accuracy": sc.metrics["val_accuracy"], "blocks": len(sc.blocks),
                "seconds": sc.training["seconds"], "pretrained": sc.pretrained}

@@ -5,12 +5,13 @@
 - ``Preprocess``: the resize / normalisation / augmentation recipe, recorded in the sidecar;
 - ``make_loader``: a ``paddle.io.DataLoader`` over a split, sharded across ranks, reproducible;
 - ``load_arrays``: a bounded number of evaluation-transformed images as one array;
-- ``load_data``: the transitional whole-split arrays (``compat``), until part 2 of issue 9.
+- ``ModelData``: a source with the ``Preprocess`` a model uses, what training, evaluation, export and the
+  report share.
 """
-from .compat import ArrayData, Dataset, load_data
 from .files import FolderSource, ListSource
 from .images import IMAGE_SUFFIXES, MAX_PIXELS, check_images, load_image, to_channels
 from .loader import GlobalBatchSampler, ImageDataset, Loader, load_arrays, make_loader, resolve_rank
+from .model_data import DataOptions, ModelData
 from .npz import NpzSource
 from .registry import DATA_SOURCES, open_source, source_kind, stored_source
 from .shapes import ShapesSource
@@ -18,8 +19,8 @@ from .sources import SPLIT_SEED, SPLITS, DigitsSource, Source
 from .transforms import Preprocess
 
 __all__ = [
-    "ArrayData", "DATA_SOURCES", "Dataset", "DigitsSource", "FolderSource", "GlobalBatchSampler", "IMAGE_SUFFIXES",
-    "ImageDataset", "ListSource", "Loader", "ShapesSource", "MAX_PIXELS", "NpzSource", "Preprocess", "SPLITS", "SPLIT_SEED",
-    "Source", "check_images", "load_arrays", "load_data", "load_image", "make_loader", "open_source",
+    "DATA_SOURCES", "DataOptions", "DigitsSource", "FolderSource", "GlobalBatchSampler", "IMAGE_SUFFIXES",
+    "ImageDataset", "ListSource", "Loader", "ModelData", "ShapesSource", "MAX_PIXELS", "NpzSource", "Preprocess", "SPLITS", "SPLIT_SEED",
+    "Source", "check_images", "load_arrays", "load_image", "make_loader", "open_source",
     "resolve_rank", "source_kind", "stored_source", "to_channels",
 ]

@@ -33,8 +33,10 @@ images as one array (export parity, INT8 calibration, activation criteria).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
+import signal
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +44,7 @@ import paddle
 from paddle.io.dataloader.collate import default_collate_fn
 
 from ..errors import CompressError
+from ..signals import die_with_parent
 from .images import to_channels
 from .sources import Source
 from .transforms import Preprocess
@@ -191,6 +194,13 @@ class GlobalBatchSampler(paddle.io.DistributedBatchSampler):
         return n // b + int(last)
 
 
+def worker_start(parent_pid: int, worker_id: int) -> None:
+    """In a loader worker process: die with the training process (whatever ends it, SIGKILL included) and
+    leave Ctrl-C to it (a terminal's SIGINT reaches the whole process group; the parent ends its workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+
+
 def resolve_rank(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
     """(rank, world) as given, else from ``paddle.distributed.launch``'s environment, else (0, 1)."""
     rank = int(os.environ.get(ENV_RANK, 0)) if rank is None else int(rank)
@@ -274,11 +284,12 @@ def make_loader(source: Source, split: str, preprocess: Preprocess, batch_size: 
                                  drop_last=drop_last)
     workers = source.default_workers if num_workers is None else int(num_workers)
     if workers < 0:
-        raise CompressError(f"--num-workers must be >= 0, got {workers}")
+        raise CompressError(f"`workers` must be >= 0, got {workers}", param="workers")
     if len(sampler) == 0:
         raise CompressError(f"the {split} split ({len(dataset)} images) gives rank {rank} no batch of "
                             f"{batch_size} over {world} ranks")
-    loader = paddle.io.DataLoader(_Fetching(dataset), batch_sampler=sampler, num_workers=workers, collate_fn=collate)
+    loader = paddle.io.DataLoader(_Fetching(dataset), batch_sampler=sampler, num_workers=workers, collate_fn=collate,
+                                  worker_init_fn=functools.partial(worker_start, os.getpid()) if workers else None)
     return Loader(dataset, sampler, loader)
 
 

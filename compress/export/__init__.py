@@ -12,7 +12,7 @@ before success.
                                                           sizes, hashes, graph stats
 
 Nothing is reported as exported until the same real images (from the test split of the
-model's own data) have gone through the dygraph model and every runtime (Paddle Inference
+model's own data, through the preprocessing its sidecar records) have gone through the dygraph model and every runtime (Paddle Inference
 with oneDNN off and on, in PIR and in legacy mode, and ONNX Runtime), and every runtime's
 logits passed the parity rule of :mod:`.parity` (closeness relative to the logits'
 magnitude, argmax and top-5 agreement). INT8 models are built as candidates, accuracy-gated
@@ -38,7 +38,7 @@ import numpy as np
 from paddle import __version__ as _paddle_version  # (the name paddle is this package's submodule)
 
 from .._version import __version__
-from ..data import load_data
+from ..data import ModelData
 from ..errors import CompressError
 from ..fileio import atomic_dir, json_default, sha256
 from ..models import ModelBundle, load_model
@@ -84,11 +84,11 @@ def _load_source(model_path, progress: Progress):
     if not source:
         raise CompressError("the sidecar names no data source: real test images are needed to verify the export")
     try:
-        data = load_data(source, bundle.input_shape)
+        data = ModelData.of_model(bundle)
     except CompressError as e:
         raise CompressError(f"cannot load the model's data ({source!r}, named in its sidecar) to verify the export "
                             f"on: {e}") from None
-    if len(data.x_test) == 0:
+    if data.size("test") == 0:
         raise CompressError(f"data {source!r} has no test images to verify the export with")
     return bundle, data
 
@@ -127,9 +127,9 @@ def _new_record(bundle: ModelBundle, src_path: Path | None, options: ExportOptio
 
 def _start_job(bundle, tmp: Path, options: ExportOptions, data, record: dict, progress: Progress) -> ExportJob:
     """The job, with the dygraph model's reference logits on the parity images."""
-    x_parity = data.x_test[:options.parity_count(len(data.x_test), bundle.sidecar.flops)]
+    x_parity, _ = data.arrays("test", options.parity_count(data.size("test"), bundle.sidecar.flops))
     ref = batched(lambda xb: run_dygraph(bundle.model, xb), x_parity, "dynamic")
-    record["parity"] = {"data": f"{data.source} test split", "n_inputs": int(len(x_parity)),
+    record["parity"] = {"data": f"{data.spec} test split", "n_inputs": int(len(x_parity)),
                         "tolerance": options.tolerance.to_json(), "reference": "paddle dygraph", "runtimes": {}}
     return ExportJob(bundle=bundle, tmp=tmp, options=options, progress=progress, x_parity=x_parity, ref=ref,
                      data=data, record=record)
@@ -179,6 +179,7 @@ def export_model(model_path, out_dir, options: ExportOptions | None = None, prog
     check_out_dir(out_dir, options.force, src_path)
     bundle, data = _load_source(model_path, progress)
     record = _new_record(bundle, src_path, options)
+    record["input"]["preprocess"] = data.preprocess.to_json()   # the full recipe the parity images went through
     try:
         with progress.task("exporting", len(_needed(options)) + 2) as advance, \
                 atomic_dir(out_dir) as tmp, capture_stdout():

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_data
+from ..data import ModelData
 from ..errors import EXIT_ACCURACY, CompressError
 from ..measurement import cpu_features
 from .job import ExportJob
@@ -108,28 +108,31 @@ def _fig(c: Candidate) -> str:
 
 def calibration_images(job: ExportJob, macs: int | None = None) -> tuple[np.ndarray, str]:
     """Training images to calibrate on (a seeded choice; fewer for a large model), a whole number of batches
-    for a fixed batch. Returns (images, source)."""
+    for a fixed batch, through the model's own evaluation preprocessing. Returns (images, source)."""
     batch = job.options.batch
-    source = job.options.calib_data or job.data.source
-    cdata = job.data if source == job.data.source else load_data(source, job.input_shape)
-    pool = cdata.x_train if len(cdata.x_train) else cdata.x_test
+    source = job.options.calib_data or job.data.spec
     want = CALIB_IMAGES if not macs else max(MIN_CALIB_IMAGES, min(CALIB_IMAGES, int(CALIB_MACS / max(macs, 1))))
-    n = min(want, len(pool))
+    key = ("calib", source, want)
+    if key not in job.arrays:
+        cdata = job.data if source == job.data.spec else \
+            ModelData.open(source, job.input_shape, job.bundle.sidecar.preprocess)
+        split = "train" if cdata.size("train") else "test"
+        job.arrays[key] = cdata.arrays(split, want)[0]
+    pool = job.arrays[key]
+    n = len(pool)
     if batch != "dynamic":
         n = (n // int(batch)) * int(batch) or min(int(batch), len(pool))
     if n == 0 or (batch != "dynamic" and n < int(batch)):
         raise CompressError(f"calibration data {source!r} has too few images ({len(pool)}) for INT8")
-    rng = np.random.default_rng(0)
-    return pool[np.sort(rng.choice(len(pool), size=n, replace=False))], source
+    return pool[:n], source
 
 
 def eval_split(job: ExportJob) -> tuple[np.ndarray, np.ndarray]:
-    """(images, labels) the INT8 candidates are scored on: the test split, or EVAL_IMAGES of it (seeded)."""
-    x, y = job.data.x_test, job.data.y_test
-    if len(y) <= EVAL_IMAGES:
-        return x, y
-    keep = np.sort(np.random.default_rng(0).choice(len(y), size=EVAL_IMAGES, replace=False))
-    return x[keep], y[keep]
+    """(images, labels) the INT8 candidates are scored on: the test split, or EVAL_IMAGES of it (seeded);
+    decoded once per export."""
+    if "eval" not in job.arrays:
+        job.arrays["eval"] = job.data.arrays("test", EVAL_IMAGES)
+    return job.arrays["eval"]
 
 
 def score(c: Candidate, l32: np.ndarray, l8: np.ndarray, y: np.ndarray) -> None:

@@ -95,8 +95,9 @@ class ExportJob:
     progress: Progress
     x_parity: np.ndarray = None
     ref: np.ndarray = None
-    data: Any = None
+    data: Any = None        # compress.data.ModelData: the model's source through its own eval preprocessing
     record: dict = field(default_factory=dict)
+    arrays: dict = field(default_factory=dict)   # image sets decoded once per export (INT8 scoring, calibration)
 
     @property
     def input_shape(self) -> tuple:

@@ -18,7 +18,7 @@ import paddle
 
 from ..blocks import compile_pattern, no_blocks_message
 from ..criteria import DATA_CRITERIA, DEFAULT_CRITERION, Context, select
-from ..data import Dataset, load_data, stored_source
+from ..data import DataOptions, ModelData, stored_source
 from ..errors import CompressError
 from ..export import check_out_dir, export_model
 from ..fileio import sha256
@@ -201,13 +201,15 @@ def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERIO
 
 
 # --------------------------------------------------------------------------- prune
-def _healing_data(teacher: ModelBundle, data: str | None, heal: HealConfig, criterion: str):
-    """(source, dataset): the healing/criterion data, checked against the model's classes."""
+def _healing_data(teacher: ModelBundle, data: str | None, heal: HealConfig, criterion: str,
+                  options: DataOptions | None = None):
+    """(source, ModelData): the healing/criterion data through the parent's preprocess (``options`` may change
+    its augmentation and the loader's workers), checked against the model's classes; every image header-checked."""
     source = data or teacher.sidecar.data_source
     if (heal.epochs > 0 or criterion in DATA_CRITERIA) and not source:
         raise CompressError("healing needs data: pass `data` (the model's sidecar names none), or set `epochs` to 0",
                             param=("data", "epochs"))
-    ds = load_data(source, teacher.input_shape) if source else None
+    ds = ModelData.of_model(teacher, source, options) if source else None
     if ds is not None:
         check_num_classes(teacher.model, teacher.input_shape, ds.num_classes)
     return source, ds
@@ -228,18 +230,20 @@ class _Healed:
     history: list
     best_epoch: int | None
     check: RemovalCheck | None = None
+    augment: str | None = None   # healing's training augmentation
 
 
-def _check_batch(ds: Dataset | None, input_shape, seed: int) -> paddle.Tensor:
-    """The self-check's images: the first test images (training images without a test split), else seeded noise."""
+def _check_batch(ds: ModelData | None, input_shape, seed: int) -> paddle.Tensor:
+    """The self-check's images: test images (training images without a test split), through the model's
+    evaluation preprocess; else seeded noise."""
     if ds is not None:
-        x = ds.x_test if len(ds.x_test) else ds.x_train
-        return paddle.to_tensor(x[:SELF_CHECK_IMAGES])
+        x, _ = ds.arrays("test" if ds.size("test") else "train", SELF_CHECK_IMAGES, seed)
+        return paddle.to_tensor(x)
     rng = np.random.default_rng(seed)
     return paddle.to_tensor(rng.standard_normal((SELF_CHECK_IMAGES, *input_shape)).astype("float32"))
 
 
-def _removed(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: Dataset | None, seed: int,
+def _removed(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData | None, seed: int,
              progress: Progress) -> tuple[object, RemovalCheck]:
     """A fresh copy of the model with the plan's blocks removed, checked against the teacher with those
     blocks switched off (:func:`compress.surgery.check_removal`; raises on a mismatch, nothing written)."""
@@ -252,7 +256,7 @@ def _removed(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: Dataset |
     return student, check
 
 
-def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: Dataset | None, heal: HealConfig,
+def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData | None, heal: HealConfig,
                      progress: Progress, shard: tuple[int, int]) -> _Healed:
     wrap = None
     if shard[1] > 1:
@@ -261,16 +265,17 @@ def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: D
     student, check = _removed(model_path, teacher, p, ds, heal.seed, progress)
     acc = {}
     if ds is not None:
-        acc["original"] = accuracy(teacher.model, ds.x_test, ds.y_test)
-        acc["after_removal"] = accuracy(student, ds.x_test, ds.y_test)
+        acc["original"] = accuracy(teacher.model, ds, "test")
+        acc["after_removal"] = accuracy(student, ds, "test")
         progress.log(f"test accuracy: original {acc['original']:.4f}, after removing "
                      f"{len(p.remove)} blocks {acc['after_removal']:.4f}")
-    healed = _Healed(student, acc, [], None, check)
+    healed = _Healed(student, acc, [], None, check,
+                     ds.preprocess.augment if ds is not None and heal.epochs > 0 else None)
     if heal.epochs > 0:
         res = fit(student, ds, heal.fit_config(), teacher=teacher.model if heal.distill else None, progress=progress,
                   shard=shard, wrap=wrap)
         healed.history, healed.best_epoch = res.history, res.best_epoch
-        acc["after_healing"] = accuracy(student, ds.x_test, ds.y_test)
+        acc["after_healing"] = accuracy(student, ds, "test")
         progress.log(f"test accuracy after healing: {acc['after_healing']:.4f} (best epoch {res.best_epoch})")
     return healed
 
@@ -293,7 +298,7 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
             "seed": heal.seed, "removed": p.remove_paths, "blocks_before": p.blocks_before,
             "blocks_after": p.blocks_after,
             "healing": {**asdict(heal), "best_epoch": healed.best_epoch, "history": healed.history,
-                        "data": stored_source(source)},
+                        "data": stored_source(source), "augment": healed.augment},
             "accuracy": acc}
     return parent.replace(
         drop=("statistics_sums",),  # the raw sums describe the parent's blocks
@@ -309,7 +314,8 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
 def prune(model_path, keep: float | None = None, blocks: list[int] | None = None,
           criterion: str = DEFAULT_CRITERION, out=None, data: str | None = None,
           heal: HealConfig | None = None, dry_run: bool = False, export_dir=None,
-          progress: Progress = NULL, blocks_from: str | None = None, keep_flops: float | None = None) -> PruneResult:
+          progress: Progress = NULL, blocks_from: str | None = None, keep_flops: float | None = None,
+          data_options: DataOptions | None = None) -> PruneResult:
     """The ``prune`` command: plan, remove, check the surgery, heal with distillation, write ``out`` (+ sidecar),
     optionally export.
 
@@ -318,6 +324,8 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     unpruned one with the same blocks switched off (:func:`compress.surgery.check_removal`), else
     nothing is written (exit code 3). ``blocks_from``: pick the blocks by path pattern (default: as
     recorded in the model's sidecar, else by skip connection); recorded in the pruned model's sidecar.
+    ``data_options``: healing's augmentation (default: the parent's, as its sidecar records) and the loader's
+    worker processes.
     """
     Target(keep, keep_flops, blocks)  # refuse a bad target before any work
     heal = heal or HealConfig()
@@ -329,7 +337,7 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     teacher = load_model(model_path)
     if blocks_from is not None:
         teacher.sidecar = teacher.sidecar.replace(blocks_from=blocks_from)
-    source, ds = _healing_data(teacher, data, heal, criterion)
+    source, ds = _healing_data(teacher, data, heal, criterion, data_options)
     p = plan(teacher, keep, blocks, criterion, heal.seed, ds, keep_flops)
     out = _out_path(model_path, out, p, source, export_dir)
     p.out = str(out)

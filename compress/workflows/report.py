@@ -10,7 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..data import load_data
+from ..data import ModelData
 from ..errors import CompressError
 from ..export import ExportOptions, export_model
 from ..export.job import batched
@@ -23,7 +23,7 @@ from ..progress import NULL, Progress
 from ..reporting import build_report, write_report
 from ..runtimes import INT8_RUNTIMES, make_runner
 from ..runtimes.layout import EXPORT_JSON
-from ..training import accuracy
+from ..training import accuracy, split_accuracy
 from ..verify import check_export, verify_export
 
 REPORT_FILES = ("report.json", "report.md", "report.html", "pareto.png")  # what reporting.write_report writes
@@ -62,12 +62,13 @@ def report_outputs(out_dir: Path, names: list[str]) -> list[Output]:
 
 
 def _evaluate(path, data: str | None) -> tuple[dict, object]:
-    """A model's report entry (accuracy, size, lineage; no latency yet) and its test data (None without one)."""
+    """A model's report entry (accuracy, size, lineage; no latency yet) and its test data (None without one),
+    through the preprocessing the model's sidecar records."""
     bundle = load_model(path)
     sc = bundle.sidecar
     source = data or sc.data_source
-    ds = load_data(source, bundle.input_shape) if source else None
-    acc = accuracy(bundle.model, ds.x_test, ds.y_test) if ds is not None else None
+    ds = ModelData.of_model(bundle, source) if source else None
+    acc = accuracy(bundle.model, ds, "test") if ds is not None else None
     steps = sc.prune_steps
     flops, _ = count_flops(bundle.model, bundle.input_shape)
     budgeted = any(s.get("keep_flops") is not None for s in steps)
@@ -94,8 +95,7 @@ def _int8_accuracy(runtime: str, export_dir: Path, ds) -> float | None:
     if ds is None:
         return None
     runner = make_runner(runtime, export_dir, threads=1)
-    logits = batched(runner.run, ds.x_test, "dynamic")
-    return float((logits.argmax(1) == ds.y_test).mean())
+    return split_accuracy(lambda x: batched(runner.run, x.numpy(), "dynamic"), ds, "test")
 
 
 def _prepare(p: Path, out_dir: Path, data, export, progress: Progress) -> tuple[dict, list]:

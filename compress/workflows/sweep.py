@@ -12,6 +12,7 @@ from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
+from ..data import DATA_SOURCES, source_kind
 from ..errors import CompressError
 from ..export import ExportOptions
 from ..fileio import write_json
@@ -19,9 +20,11 @@ from ..progress import NULL, Progress
 from ..paths import Output, check_outputs, data_inputs, model_inputs, model_outputs, same_file
 from ..sidecar import read_sidecar
 from ..storage import copy_model_files
+from ..training import FitConfig
 from ..weights import check_weights_path
 from .prune import HealConfig, default_out, prune
 from .report import ensure_export, report, report_outputs
+from .train import train
 
 SWEEP_STATE = "sweep.json"
 
@@ -146,11 +149,34 @@ def sample_model(name: str) -> Path:
 
 
 DEMO_REPORT = {"min_runs": 100, "max_seconds": 40.0}
+# Training the sample's architecture on another built-in source first (``demo(data=...)``): the sample's recipe.
+DEMO_TRAIN = {"drop_path_rate": 0.2, "schedule": "adaptive", "target_keep": 0.5, "max_rate": 0.7}
+
+
+def _demo_model(out_dir: Path, sample: str, data: str, train_epochs: int, progress: Progress) -> Path:
+    """The model the demo sweeps: the shipped sample (digits), else the sample's architecture trained on
+    ``data`` in RGB at the sample's input size (once: a finished one in ``out_dir`` is reused)."""
+    if data == "digits":
+        return sample_model(sample)
+    shipped = read_sidecar(sample_model(sample))
+    path = Path(out_dir) / "models" / f"{sample}.pdparams"
+    if not path.is_file():
+        progress.log(f"training {shipped.arch['spec']} on {data!r} for {train_epochs} epochs (the demo's model)")
+        train(path, arch=shipped.arch["spec"], arch_kwargs=shipped.arch.get("kwargs") or None, data=data,
+              input_shape=(3, *shipped.input_shape[1:]), config=FitConfig(epochs=train_epochs, **DEMO_TRAIN),
+              progress=progress)
+    return path
 
 
 def demo(out_dir="compress-demo", sample: str = "vit_tiny", keeps=(1.0, 0.75, 0.5), heal_epochs: int = 3,
-         report_options: dict | None = None, progress: Progress = NULL) -> dict:
-    """The main job on the embedded default: sweep a shipped sample model on digits and report."""
+         report_options: dict | None = None, progress: Progress = NULL, data: str = "digits",
+         train_epochs: int = 10) -> dict:
+    """The main job on a built-in source: sweep a shipped sample model on digits (the default) and report;
+    with another ``data`` (e.g. ``shapes:2000``), the sample's architecture is trained on it first."""
+    if data != "digits" and not DATA_SOURCES[source_kind(data)].builtin:
+        raise CompressError(f"the demo runs on a built-in source (digits, shapes[:COUNT[:SEED]]); got {data!r}",
+                            param="data")
+    model = _demo_model(Path(out_dir), sample, data, train_epochs, progress)
     heal = HealConfig(epochs=heal_epochs, patience=heal_epochs)
-    return sweep(sample_model(sample), list(keeps), out_dir, heal=heal, progress=progress,
+    return sweep(model, list(keeps), out_dir, heal=heal, progress=progress,
                  report_options=report_options or DEMO_REPORT)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..blocks import compile_pattern, no_blocks_message
-from ..data import Dataset, load_data, stored_source
+from ..data import DataOptions, ModelData
 from ..errors import CompressError
 from ..flops import blocks_with_flops
 from ..layers import count_params
@@ -17,11 +17,6 @@ from ..sidecar import Sidecar, read_sidecar
 from ..training import FitConfig, FitResult, accuracy, fit, seed_everything
 from ..weights import check_weights_path
 
-# How train's data is normalised: what a device must do to its pixels too.
-PREPROCESS = {"layout": "NCHW", "range": [0, 1], "mean": 0.5, "std": 0.5,
-              "note": "pixels scaled to [0,1], then (x - mean) / std"}
-
-
 @dataclass
 class _Start:
     """Where training starts: a loaded model (fine-tuning) or an architecture to build."""
@@ -33,6 +28,7 @@ class _Start:
     removed: list
     blocks_from: str | None = None   # the block pattern of the model fine-tuned from
     pretrained: Pretrained | None = None   # a foreign checkpoint (no sidecar), loaded once the model is built
+    preprocess: dict | None = None   # the preprocess of the model fine-tuned from (kept)
 
 
 def _start(init, arch, arch_kwargs, input_shape) -> _Start:
@@ -41,7 +37,7 @@ def _start(init, arch, arch_kwargs, input_shape) -> _Start:
         base = bundle.sidecar
         return _Start(bundle.model, bundle.arch, bundle.input_shape,
                       list(base.lineage) + [{"parent": str(init), "step": "train"}], base.removed_blocks,
-                      base.blocks_from)
+                      base.blocks_from, preprocess=base.preprocess)
     pretrained = read_pretrained(init) if init is not None else None
     if arch is None and init is not None:
         raise CompressError(f"{init}: no sidecar next to it, so it is read as a pretrained checkpoint (a plain state "
@@ -58,7 +54,7 @@ def _start(init, arch, arch_kwargs, input_shape) -> _Start:
     return _Start(None, spec, shape, [], [], pretrained=pretrained)
 
 
-def _build(start: _Start, ds: Dataset, seed: int, progress: Progress):
+def _build(start: _Start, ds: ModelData, seed: int, progress: Progress):
     """The model to train from an architecture: built for the data's classes (seeded), with a pretrained
     checkpoint's weights loaded into it if one is given (its classifier re-initialised if its classes differ)."""
     check_class_kwargs(start.spec.kwargs, ds.num_classes)
@@ -75,14 +71,14 @@ def _build(start: _Start, ds: Dataset, seed: int, progress: Progress):
     return model
 
 
-def _trained_sidecar(start: _Start, ds: Dataset, data: str, model, blocks, flops: int, config: FitConfig,
+def _trained_sidecar(start: _Start, ds: ModelData, model, blocks, flops: int, config: FitConfig,
                      res: FitResult) -> Sidecar:
-    test_acc = accuracy(model, ds.x_test, ds.y_test)
-    val_acc = accuracy(model, ds.x_val, ds.y_val)
+    test_acc = accuracy(model, ds, "test")
+    val_acc = accuracy(model, ds, "val")
     return Sidecar(
         arch=start.spec.to_json(), input_shape=list(start.shape), num_classes=ds.num_classes,
-        class_names=ds.class_names, data={**ds.describe(), "source": stored_source(data)},
-        preprocess=dict(PREPROCESS), removed_blocks=start.removed, blocks=[b.to_json() for b in blocks],
+        class_names=ds.class_names, data=ds.describe(),
+        preprocess=ds.preprocess.to_json(), removed_blocks=start.removed, blocks=[b.to_json() for b in blocks],
         blocks_from=start.blocks_from,
         params=count_params(model), flops=flops,
         training={"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
@@ -97,7 +93,7 @@ def _trained_sidecar(start: _Start, ds: Dataset, data: str, model, blocks, flops
 
 def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=None, data: str = "digits",
           input_shape=None, config: FitConfig | None = None, progress: Progress = NULL,
-          blocks_from: str | None = None) -> Sidecar:
+          blocks_from: str | None = None, data_options: DataOptions | None = None) -> Sidecar:
     """Train (or fine-tune ``init``) under stochastic depth; write weights + sidecar to ``out``.
 
     ``init``: a model written by compress (its sidecar gives the architecture), or a foreign checkpoint
@@ -107,7 +103,10 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
 
     ``blocks_from``: pick the blocks by path pattern instead of by skip connection (see
     :func:`compress.blocks.discover_blocks`); recorded in the sidecar, so later commands find the
-    same blocks (default: the pattern ``init`` was trained with, if any). Returns the sidecar written.
+    same blocks (default: the pattern ``init`` was trained with, if any). ``data_options``: resize,
+    normalisation and augmentation (default: the source's; fine-tuning keeps the recorded resize and
+    normalisation), loader workers. The preprocess is recorded in the sidecar. Every image's header is
+    checked before training starts. Returns the sidecar written.
     """
     config = config or FitConfig()
     out = check_weights_path(out)
@@ -117,7 +116,7 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
         compile_pattern(blocks_from)  # a bad pattern fails before the data is loaded
         start.blocks_from = blocks_from
     progress.log(f"loading data {data!r} at input shape {start.shape}")
-    ds = load_data(data, start.shape)
+    ds = ModelData.open(data, start.shape, start.preprocess, data_options)
     model = start.model if start.model is not None else _build(start, ds, config.seed, progress)
     check_num_classes(model, start.shape, ds.num_classes)
     blocks, flops = blocks_with_flops(model, start.shape, start.blocks_from)
@@ -126,7 +125,7 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
                             "or train without it (`drop_path_rate` 0)", param=("blocks_from", "drop_path_rate"))
     progress.log(f"{len(blocks)} removable blocks; training {config.epochs} epochs")
     res = fit(model, ds, config, blocks=blocks, progress=progress)
-    sidecar = _trained_sidecar(start, ds, data, model, blocks, flops, config, res)
+    sidecar = _trained_sidecar(start, ds, model, blocks, flops, config, res)
     save_model(model, out, sidecar)
     progress.log(f"wrote {out} (test accuracy {sidecar.metrics['test_accuracy']:.4f})")
     return sidecar
