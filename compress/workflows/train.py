@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..blocks import compile_pattern, no_blocks_message
+from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..data import DataOptions, ModelData
 from ..errors import CompressError
 from ..flops import blocks_with_flops
@@ -93,7 +94,7 @@ def _trained_sidecar(start: _Start, ds: ModelData, model, blocks, flops: int, co
 
 def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=None, data: str = "digits",
           input_shape=None, config: FitConfig | None = None, progress: Progress = NULL,
-          blocks_from: str | None = None, data_options: DataOptions | None = None) -> Sidecar:
+          blocks_from: str | None = None, data_options: DataOptions | None = None, resume: bool = False) -> Sidecar:
     """Train (or fine-tune ``init``) under stochastic depth; write weights + sidecar to ``out``.
 
     ``init``: a model written by compress (its sidecar gives the architecture), or a foreign checkpoint
@@ -107,6 +108,10 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
     normalisation and augmentation (default: the source's; fine-tuning keeps the recorded resize and
     normalisation), loader workers. The preprocess is recorded in the sidecar. Every image's header is
     checked before training starts. Returns the sidecar written.
+
+    After every epoch the run's state is saved to ``OUT.ckpt/`` (:mod:`compress.checkpoint`), removed once
+    ``out`` is written; ``resume`` goes on from it (a checkpoint of another run, or none, is refused), and
+    ends with the weights the uninterrupted run would have written.
     """
     config = config or FitConfig()
     out = check_weights_path(out)
@@ -124,8 +129,11 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
         raise CompressError(f"DropPath has nothing to act on: {no_blocks_message(start.blocks_from)}; "
                             "or train without it (`drop_path_rate` 0)", param=("blocks_from", "drop_path_rate"))
     progress.log(f"{len(blocks)} removable blocks; training {config.epochs} epochs")
-    res = fit(model, ds, config, blocks=blocks, progress=progress)
+    ck = Checkpointing(checkpoint_path(out), {"arch": start.spec.to_json(), "input_shape": list(start.shape)},
+                       resume=resume)
+    res = fit(model, ds, config, blocks=blocks, progress=progress, checkpoint=ck)
     sidecar = _trained_sidecar(start, ds, model, blocks, flops, config, res)
     save_model(model, out, sidecar)
+    remove_checkpoint(ck.path)
     progress.log(f"wrote {out} (test accuracy {sidecar.metrics['test_accuracy']:.4f})")
     return sidecar
