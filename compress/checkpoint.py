@@ -74,8 +74,8 @@ class Checkpointing:
         self.identity = _plain(self.identity)
 
     def extend(self, identity: dict) -> None:
-        """Add entries to the run's identity (the caller's own entries win)."""
-        self.identity = _plain({**identity, **self.identity})
+        """Add entries to the run's identity (the caller's own entries win, and come first)."""
+        self.identity = _plain({**self.identity, **{k: v for k, v in identity.items() if k not in self.identity}})
 
     def save(self, epoch: int, arrays: dict[str, np.ndarray], meta: dict) -> None:
         """The state after ``epoch`` (1-based) epochs: arrays first, then the state naming them."""
@@ -111,16 +111,20 @@ class Checkpointing:
         return (self.path / STATE).is_file()
 
 
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
 def _difference(saved: dict, current: dict, prefix: str = "") -> str | None:
     """The first entry where two identities differ, as ``name (checkpoint: a, this run: b)``."""
-    for k in sorted(set(saved) | set(current)):
+    for k in [*current, *(k for k in saved if k not in current)]:
         a, b = saved.get(k), current.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             found = _difference(a, b, f"{prefix}{k}.")
             if found:
                 return found
         elif a != b:
-            show = [json.dumps(v)[:60] for v in (a, b)]
+            show = [_short(json.dumps(v)) for v in (a, b)]
             return f"{prefix}{k} (checkpoint: {show[0]}, this run: {show[1]})"
     return None
 

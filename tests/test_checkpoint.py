@@ -138,3 +138,26 @@ def test_sigkilled_train_resumes_to_the_uninterrupted_weights(tmp_path):
     again = subprocess.run([*args, "--out", str(part), "--resume"], env=env, capture_output=True, text=True,
                            timeout=300)
     assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].startswith("error: nothing to resume")
+
+
+def test_healing_in_prune_resumes_to_the_uninterrupted_weights(tmp_path):
+    from compress.weights import load_weights
+    from compress.workflows.prune import HealConfig, prune
+    from compress.workflows.train import train
+
+    base = tmp_path / "t.pdparams"
+    train(base, arch="tiny_models:TinyCNN", input_shape=(1, 8, 8),
+          config=FitConfig(epochs=1, batch_size=128, drop_path_rate=0.1))
+    heal = HealConfig(epochs=3, batch_size=128, lr=2e-3, patience=5, seed=2)
+    whole, part = tmp_path / "whole.pdparams", tmp_path / "part.pdparams"
+    prune(base, blocks=[1], out=whole, heal=heal)
+    with pytest.raises(Killed):
+        prune(base, blocks=[1], out=part, heal=heal, progress=KillAfter(1))
+    assert not part.exists() and (checkpoint_path(part) / "state.json").is_file()
+    with pytest.raises(CompressError, match="different run: removed"):
+        prune(base, blocks=[0], out=part, heal=heal, resume=True)
+    prune(base, blocks=[1], out=part, heal=heal, resume=True)
+    a, b = load_weights(whole), load_weights(part)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert not checkpoint_path(part).exists()

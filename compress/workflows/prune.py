@@ -27,6 +27,7 @@ from ..layers import count_params
 from ..models import ModelBundle, check_num_classes, load_model, save_model
 from ..paths import Output, check_outputs, data_inputs, model_inputs, model_outputs
 from ..planning import Target, flops_budget
+from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..progress import NULL, Progress
 from ..schedules import n_keep
 from ..sidecar import Sidecar
@@ -257,7 +258,7 @@ def _removed(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData
 
 
 def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData | None, heal: HealConfig,
-                     progress: Progress, shard: tuple[int, int]) -> _Healed:
+                     progress: Progress, shard: tuple[int, int], ck: Checkpointing | None = None) -> _Healed:
     wrap = None
     if shard[1] > 1:
         paddle.distributed.init_parallel_env()
@@ -273,7 +274,7 @@ def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: M
                      ds.preprocess.augment if ds is not None and heal.epochs > 0 else None)
     if heal.epochs > 0:
         res = fit(student, ds, heal.fit_config(), teacher=teacher.model if heal.distill else None, progress=progress,
-                  shard=shard, wrap=wrap)
+                  shard=shard, wrap=wrap, checkpoint=ck)
         healed.history, healed.best_epoch = res.history, res.best_epoch
         acc["after_healing"] = accuracy(student, ds, "test")
         progress.log(f"test accuracy after healing: {acc['after_healing']:.4f} (best epoch {res.best_epoch})")
@@ -315,7 +316,7 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
           criterion: str = DEFAULT_CRITERION, out=None, data: str | None = None,
           heal: HealConfig | None = None, dry_run: bool = False, export_dir=None,
           progress: Progress = NULL, blocks_from: str | None = None, keep_flops: float | None = None,
-          data_options: DataOptions | None = None) -> PruneResult:
+          data_options: DataOptions | None = None, resume: bool = False) -> PruneResult:
     """The ``prune`` command: plan, remove, check the surgery, heal with distillation, write ``out`` (+ sidecar),
     optionally export.
 
@@ -325,7 +326,8 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     nothing is written (exit code 3). ``blocks_from``: pick the blocks by path pattern (default: as
     recorded in the model's sidecar, else by skip connection); recorded in the pruned model's sidecar.
     ``data_options``: healing's augmentation (default: the parent's, as its sidecar records) and the loader's
-    worker processes.
+    worker processes. Healing saves its state after every epoch to ``OUT.ckpt/`` (removed once ``out``
+    is written); ``resume`` goes on from there (see :mod:`compress.checkpoint`).
     """
     Target(keep, keep_flops, blocks)  # refuse a bad target before any work
     heal = heal or HealConfig()
@@ -346,12 +348,14 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     rank, n_ranks = world()
     if rank != 0:
         progress = NULL
-    healed = _remove_and_heal(model_path, teacher, p, ds, heal, progress, (rank, n_ranks))
+    ck = Checkpointing(checkpoint_path(out), {"removed": p.remove_paths}, resume=resume)
+    healed = _remove_and_heal(model_path, teacher, p, ds, heal, progress, (rank, n_ranks), ck)
     result = PruneResult(p, written=rank == 0, accuracy=healed.accuracy, best_epoch=healed.best_epoch, out=str(out),
                          surgery_check=healed.check.to_json())
     if rank == 0:
         save_model(healed.student, out, _child_sidecar(model_path, teacher, p, healed, keep, heal, source))
         progress.log(f"wrote {out}")
+        remove_checkpoint(ck.path)
         if export_dir is not None:
             result.export = export_model(out, export_dir, progress=progress)
     return result
