@@ -9,7 +9,8 @@ parameter names stay untouched:
   ``DropPath`` that applies the block's mask, drawn once per forward, so a
   dropped block is exactly the identity, as after removal.
 
-It reports each step's masks and residual ratios to a ``SurvivalStats``.
+It reports each step's masks and residual ratios to a ``SurvivalStats`` (the ratios summed on the
+device, copied to the host when the statistics are read).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from .layers import get_sublayer, set_sublayer
 
 
 def _bcast(mask, x):
-    return mask.reshape([x.shape[0]] + [1] * (x.ndim - 1)).astype(x.dtype)
+    mask = mask.reshape([x.shape[0]] + [1] * (x.ndim - 1))
+    return mask if mask.dtype == x.dtype else mask.astype(x.dtype)
 
 
 class DropPath(nn.Layer):
@@ -61,7 +63,14 @@ def find_own_droppath(block) -> list[str]:
 
 
 class StochasticDepth:
-    """Attach block-level DropPath to ``blocks`` of ``model``; ``rates`` is set per epoch by a schedule."""
+    """Attach block-level DropPath to ``blocks`` of ``model``; ``rates`` is set per epoch by a schedule.
+
+    Cheap per step (the statistics must cost little next to the step itself): at the first block of
+    each training forward, the masks of all blocks are drawn in one ``paddle.rand`` (the same numbers,
+    in the same order, as one draw per block), copied to the host once, and handed to the blocks as one
+    tensor; the residual-ratio probe keeps two norms per block and reduces them once per step on the
+    device; the per-step sums reach the host only when the statistics are read (:meth:`flush`).
+    """
 
     def __init__(self, model, blocks, stats=None, residual_ratio: bool = True):
         self.model = model
@@ -69,13 +78,20 @@ class StochasticDepth:
         self.stats = stats
         self.residual_ratio = residual_ratio
         self.rates = np.zeros(len(blocks))
-        self._mask = [None] * len(blocks)
+        self._mask = [None] * len(blocks)       # per block: float32 mask tensor (batch,), or None
+        self._host = [None] * len(blocks)       # the same on the host, bool (batch,), or None
         self._input = [None] * len(blocks)
+        self._forward = 0                       # counts the model's forward passes
+        self._drawn = -1                        # the forward whose masks were drawn together
+        self._used = [-1] * len(blocks)         # the forward in which each block last took its mask
+        self._probe = {}                        # block -> (|B(x)-x|², |x|², weights, count) of the last forward
+        self._resid = []                        # per step: device (n probed,) ratio sums, block indices, counts
         self._handles = []
         self._swapped = []  # (block layer, name, original layer)
 
     # -- lifecycle
     def attach(self):
+        self._handles.append(self.model.register_forward_pre_hook(self._model_pre_hook))
         for i, b in enumerate(self.blocks):
             layer = get_sublayer(self.model, b.path)
             self._handles.append(layer.register_forward_pre_hook(self._pre_hook(i)))
@@ -86,6 +102,8 @@ class StochasticDepth:
                 dp._controller = (self, i)
                 set_sublayer(layer, name, dp)
                 self._swapped.append((layer, name, original))
+        if self.stats is not None:
+            self.stats.defer(self.flush)
         return self
 
     def detach(self):
@@ -94,6 +112,9 @@ class StochasticDepth:
         for layer, name, original in self._swapped:
             set_sublayer(layer, name, original)
         self._handles, self._swapped = [], []
+        if self.stats is not None:
+            self.flush()
+            self.stats.undefer(self.flush)
 
     def __enter__(self):
         return self.attach()
@@ -101,16 +122,38 @@ class StochasticDepth:
     def __exit__(self, *exc):
         self.detach()
 
+    # -- masks
+    def _draw(self, blocks: list[int], batch: int) -> None:
+        """Masks of ``blocks`` (rates > 0) in one draw: row k is what ``paddle.rand([batch])`` would
+        have given the k-th block on its own (same generator, same order)."""
+        rates = np.float32(self.rates[blocks])[:, None]  # compared in float32, as paddle compares
+        host = paddle.rand([len(blocks), batch]).numpy() >= rates
+        rows = paddle.unbind(paddle.to_tensor(host.astype(np.float32)))
+        for k, i in enumerate(blocks):
+            self._host[i], self._mask[i] = host[k], rows[k]
+
+    def _take_mask(self, i: int, layer, batch: int) -> None:
+        if not layer.training or float(self.rates[i]) <= 0.0:
+            self._host[i] = self._mask[i] = None
+            return
+        if self._used[i] == self._forward:
+            self._draw([i], batch)  # called again in the same forward (or outside the model's)
+        elif self._drawn != self._forward:
+            # the first block of this forward: draw every block's mask at once
+            self._draw([j for j in range(len(self.blocks)) if float(self.rates[j]) > 0.0], batch)
+            self._drawn = self._forward
+        self._used[i] = self._forward
+
     # -- hooks
+    def _model_pre_hook(self, layer, inputs):
+        self._forward += 1
+        self._reduce_probe()
+
     def _pre_hook(self, i):
         def hook(layer, inputs):
             x = inputs[0]
             self._input[i] = x
-            rate = float(self.rates[i])
-            if layer.training and rate > 0.0:
-                self._mask[i] = paddle.rand([x.shape[0]]) >= rate
-            else:
-                self._mask[i] = None
+            self._take_mask(i, layer, x.shape[0])
         return hook
 
     def _post_hook(self, i, own: bool):
@@ -120,23 +163,58 @@ class StochasticDepth:
             if not layer.training:
                 return None
             keep = 1.0 - float(self.rates[i])
+            gate = not own and mask is not None
+            delta = output - x if gate else None
             if self.stats is not None and self.residual_ratio:
-                with paddle.no_grad():
-                    delta = (output - x).flatten(1)
-                    if own and mask is not None:
-                        delta = delta * keep  # undo the 1/keep scaling inside the block
-                    ratio = paddle.linalg.norm(delta, axis=1) / (paddle.linalg.norm(x.flatten(1), axis=1) + 1e-12)
-                    ratio = ratio.numpy()
-                    self.stats.add_residual(i, ratio if mask is None else ratio[mask.numpy()])
-            if own or mask is None:
-                return None
-            return x + _bcast(mask, x) * (output - x) / keep
+                self._record_probe(i, x, output, delta, own and mask is not None, keep)
+            return x + _bcast(mask, x) * delta / keep if gate else None
         return hook
+
+    # -- residual-ratio probe: |B(x) - x| / |x| per sample, summed over the samples that went through
+    def _record_probe(self, i: int, x, output, delta, scaled: bool, keep: float) -> None:
+        if i in self._probe:
+            self._reduce_probe()
+        with paddle.no_grad():  # squared norms: paddle's CPU p_norm is ~3x slower than square + sum
+            dn = paddle.square((output - x if delta is None else delta).flatten(1)).sum(axis=1)
+            xn = paddle.square(x.flatten(1)).sum(axis=1)
+        host = self._host[i]
+        weight = np.ones(x.shape[0], np.float32) if host is None else host.astype(np.float32)
+        count = x.shape[0] if host is None else int(host.sum())
+        # an own DropPath scaled the kept branches by 1/keep inside the block: undo it
+        self._probe[i] = (dn, xn, weight * np.float32(keep) if scaled else weight, count)
+
+    def _reduce_probe(self) -> None:
+        """The last forward's probe, reduced to one sum per block on the device (a few ops per step)."""
+        if not self._probe:
+            return
+        idx = sorted(self._probe)
+        parts = [self._probe[i] for i in idx]
+        self._probe = {}
+        with paddle.no_grad():
+            dn, xn = paddle.stack([p[0] for p in parts]).sqrt(), paddle.stack([p[1] for p in parts]).sqrt()
+            w = paddle.to_tensor(np.stack([p[2] for p in parts]))
+            sums = (dn * w / (xn + 1e-12)).sum(axis=1)
+        counts = np.array([p[3] for p in parts], np.float64)
+        self._resid.append((sums, idx, counts))
+        if len(self._resid) >= 1024:  # bounded: an epoch-long run of steps without a read still syncs now and then
+            self.flush()
+
+    def flush(self) -> None:
+        """Add the residual-ratio sums kept on the device to the statistics: one host copy."""
+        self._reduce_probe()
+        if not self._resid or self.stats is None:
+            self._resid = []
+            return
+        steps, self._resid = self._resid, []
+        values = paddle.concat([s for s, _, _ in steps]).numpy().astype(np.float64)
+        blocks = np.concatenate([idx for _, idx, _ in steps])
+        counts = np.concatenate([c for _, _, c in steps])
+        self.stats.add_residual_sums(blocks, values, counts)
 
     def step_masks(self, batch: int) -> np.ndarray:
         """(blocks, batch) booleans: which samples went through which block in the last forward."""
         out = np.ones((len(self.blocks), batch), dtype=bool)
-        for i, m in enumerate(self._mask):
+        for i, m in enumerate(self._host):
             if m is not None:
-                out[i] = m.numpy()
+                out[i] = m
         return out

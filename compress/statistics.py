@@ -19,32 +19,55 @@ import numpy as np
 FIELDS = ("seen", "kept", "loss_kept", "loss_drop", "c_kept", "c2_kept", "c_drop", "c2_drop", "resid_sum", "resid_n")
 
 
+def increments(masks: np.ndarray, losses: np.ndarray) -> dict[str, np.ndarray | int]:
+    """One step's additions to the loss sums (see :meth:`SurvivalStats.update`), computed once
+    for every set of statistics the step feeds."""
+    m = masks.astype(np.float64)
+    d = 1.0 - m
+    c = losses - losses.mean()
+    c2 = c ** 2
+    return {"seen": masks.shape[1], "kept": m.sum(1), "loss_kept": m @ losses, "loss_drop": d @ losses,
+            "c_kept": m @ c, "c2_kept": m @ c2, "c_drop": d @ c, "c2_drop": d @ c2}
+
+
 class SurvivalStats:
+    """Running sums per block. Sums a producer keeps elsewhere (the residual ratios, summed on the
+    device) are added by the callables given to :meth:`defer`, run whenever the sums are read."""
+
     def __init__(self, n_blocks: int, names: list[str] | None = None):
         self.names = names or [str(i) for i in range(n_blocks)]
-        self.sums = {f: np.zeros(n_blocks, dtype=np.float64) for f in FIELDS}
+        self._sums = {f: np.zeros(n_blocks, dtype=np.float64) for f in FIELDS}
+        self._deferred = []
 
     def __len__(self):
         return len(self.names)
 
+    @property
+    def sums(self) -> dict[str, np.ndarray]:
+        for flush in list(self._deferred):
+            flush()
+        return self._sums
+
+    def defer(self, flush) -> None:
+        """Register ``flush()``, which adds sums kept elsewhere, to run before every read."""
+        self._deferred.append(flush)
+
+    def undefer(self, flush) -> None:
+        self._deferred = [f for f in self._deferred if f != flush]
+
     def update(self, masks: np.ndarray, losses: np.ndarray) -> None:
         """masks: (blocks, batch) bool, True where the sample went through the block; losses: (batch,)."""
-        m = masks.astype(np.float64)
-        d = 1.0 - m
-        s = self.sums
-        s["seen"] += masks.shape[1]
-        s["kept"] += m.sum(1)
-        c = losses - losses.mean()
-        s["loss_kept"] += m @ losses
-        s["loss_drop"] += d @ losses
-        s["c_kept"] += m @ c
-        s["c2_kept"] += m @ (c ** 2)
-        s["c_drop"] += d @ c
-        s["c2_drop"] += d @ (c ** 2)
+        self.add(increments(masks, losses))
 
-    def add_residual(self, i: int, ratios: np.ndarray) -> None:
-        self.sums["resid_sum"][i] += float(np.sum(ratios))
-        self.sums["resid_n"][i] += len(ratios)
+    def add(self, inc: dict) -> None:
+        """Add one step's :func:`increments`."""
+        for k, v in inc.items():
+            self._sums[k] += v
+
+    def add_residual_sums(self, blocks: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> None:
+        """Add per-step residual-ratio sums and sample counts; ``blocks[k]`` says whose is entry k."""
+        np.add.at(self._sums["resid_sum"], blocks, sums)
+        np.add.at(self._sums["resid_n"], blocks, counts)
 
     def decay(self, factor: float) -> None:
         """Down-weight the past (used by the adaptive schedule to follow a moving network)."""

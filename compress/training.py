@@ -22,7 +22,7 @@ from .droppath import StochasticDepth
 from .errors import CompressError
 from .progress import NULL, Progress
 from .schedules import make_schedule
-from .statistics import SurvivalStats
+from .statistics import SurvivalStats, increments
 
 
 def seed_everything(seed: int) -> None:
@@ -147,23 +147,26 @@ def as_tensor(a):
 
 
 def train_step(runner, opt, xb, yb, config: FitConfig, scale: float, teacher=None):
-    """One optimisation step on a batch; returns (loss, per-sample task losses).
+    """One optimisation step on a batch (numpy arrays or paddle tensors); returns (loss, per-sample
+    task losses) as a float32 scalar and a float32 array, fetched from the device together (one copy).
 
     ``scale`` turns the summed loss into this process's share of the global batch's mean.
     With a ``teacher``, the loss is ``(1 - alpha) * task + alpha * distillation``.
     """
-    logits = runner(as_tensor(xb))
+    x = as_tensor(xb)
+    logits = runner(x)
     per_sample = F.cross_entropy(logits, as_tensor(yb), reduction="none",
                                  label_smoothing=config.label_smoothing).reshape([-1])
     loss = per_sample.sum() * scale
     if teacher is not None:
         with paddle.no_grad():
-            t_logits = teacher(as_tensor(xb))
+            t_logits = teacher(x)
         loss = (1 - config.alpha) * loss + config.alpha * distillation_loss(logits, t_logits, config.temperature, scale)
     loss.backward()
     opt.step()
     opt.clear_grad()
-    return loss, per_sample
+    host = paddle.concat([loss.detach().reshape([1]), per_sample.detach()]).numpy()
+    return host[0], host[1:]
 
 
 class DepthRun:
@@ -172,25 +175,28 @@ class DepthRun:
     The schedule sets every epoch's per-block rates, reading a window of recent
     statistics (halved each epoch, so the adaptive schedule follows a moving network);
     each step's masks and per-sample losses feed both the run's statistics and the window.
+    ``residual_ratio`` turns the residual-ratio probe on (the default) or off.
     """
 
-    def __init__(self, model, blocks, config: FitConfig):
+    def __init__(self, model, blocks, config: FitConfig, residual_ratio: bool = True):
         self.schedule = make_schedule(config.schedule, len(blocks), config.drop_path_rate,
                                       target_keep=config.target_keep, warmup=config.warmup_epochs,
                                       max_rate=config.max_rate)
         self.stats = SurvivalStats(len(blocks), [b.path for b in blocks])
         self.window = SurvivalStats(len(blocks), [b.path for b in blocks])
-        self.sd = StochasticDepth(model, blocks, self.stats).attach()
+        self.sd = StochasticDepth(model, blocks, self.stats, residual_ratio).attach()
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.sd.flush()  # the residual-ratio sums kept on the device: one copy per epoch
         self.sd.rates = self.schedule.rates(epoch, epochs, self.window)
         self.window.decay(0.5)
 
     def record(self, batch: int, per_sample) -> None:
-        masks = self.sd.step_masks(batch)
-        losses = per_sample.numpy().astype(np.float64)
-        self.stats.update(masks, losses)
-        self.window.update(masks, losses)
+        """A step's per-sample losses (an array, or a tensor: then copied to the host here)."""
+        losses = per_sample.numpy() if isinstance(per_sample, paddle.Tensor) else np.asarray(per_sample)
+        inc = increments(self.sd.step_masks(batch), losses.astype(np.float64))
+        self.stats.add(inc)
+        self.window.add(inc)
 
     def rates(self) -> list[float]:
         return [round(float(r), 4) for r in self.sd.rates]

@@ -56,7 +56,7 @@ def test_wrapped_block_drop_is_identity_and_keep_scaled():
     model.train()
     block = model.stages[0][0]
     y = block(x).numpy()
-    mask = sd._mask[0].numpy()
+    mask = sd.step_masks(64)[0]
     assert 0 < mask.sum() < 64
     np.testing.assert_allclose(y[~mask], x.numpy()[~mask])   # dropped samples pass straight through
     sd.rates[:] = 0.0
@@ -88,7 +88,7 @@ def test_own_droppath_is_driven_with_one_mask_per_block():
     for layer in model.sublayers():                       # no other randomness in this block
         assert not isinstance(layer, paddle.nn.Dropout)
     y = block(x).numpy()
-    mask = sd._mask[0].numpy()
+    mask = sd.step_masks(64)[0]
     assert 0 < mask.sum() < 64
     # both residual branches skipped together: a dropped sample is exactly the identity
     np.testing.assert_allclose(y[~mask], x.numpy()[~mask])
@@ -98,3 +98,58 @@ def test_own_droppath_is_driven_with_one_mask_per_block():
     assert isinstance(block.drop_path, TimmStyle)          # restored
     model.eval()
     np.testing.assert_allclose(block(x).numpy(), full, atol=1e-6)
+
+
+def _capture(model, blocks):
+    """Hooks keeping each block's last input and output (registered after StochasticDepth's)."""
+    seen, handles = {}, []
+    for i, b in enumerate(blocks):
+        layer = dict(model.named_sublayers())[b.path]
+        handles.append(layer.register_forward_pre_hook(lambda layer, inp, i=i: seen.__setitem__(i, inp[0])))
+        handles.append(layer.register_forward_post_hook(lambda layer, inp, out, i=i: seen.__setitem__(-1 - i, out)))
+    return seen, handles
+
+
+@pytest.mark.parametrize("own", [False, True])
+def test_masks_drawn_together_and_probe_sums_match_direct_computation(own):
+    # the statistics must not change with how cheaply they are recorded: the masks are those of one
+    # paddle.rand([batch]) per block in forward order (as when each block drew its own), and the
+    # residual-ratio sums kept on the device equal |B(x) - x| / |x| summed over the kept samples
+    from compress.models import ArchSpec, build_model
+    from compress.statistics import SurvivalStats
+
+    paddle.seed(0)
+    shape = (1, 16, 16) if own else (1, 8, 8)
+    model = (build_model(ArchSpec("vit_tiny", {"depth": 3, "dim": 16, "heads": 2}), shape, 10) if own
+             else TinyCNN())
+    blocks = find_blocks(model, shape)
+    stats = SurvivalStats(len(blocks))
+    sd = StochasticDepth(model, blocks, stats).attach()
+    sd.rates = np.linspace(0.2, 0.6, len(blocks))
+    seen, handles = _capture(model, blocks)
+    model.train()
+    expected_sum, expected_n = np.zeros(len(blocks)), np.zeros(len(blocks))
+    for step in range(3):
+        x = paddle.randn([32, *shape])
+        paddle.seed(100 + step)
+        model(x)
+        masks = sd.step_masks(32)
+        paddle.seed(100 + step)
+        for i in range(len(blocks)):
+            assert np.array_equal(masks[i], paddle.rand([32]).numpy() >= np.float32(sd.rates[i]))
+        for i, b in enumerate(blocks):
+            xi = seen[i]
+            xs = xi.numpy().reshape(32, -1).astype(np.float64)
+            if own:   # the block's output, its kept branches scaled back from 1/keep
+                delta = (seen[-1 - i].numpy().reshape(32, -1) - xs) * (1 - sd.rates[i])
+            else:     # the block itself: forward() bypasses the hooks; batch-norm in training mode, as in the step
+                delta = dict(model.named_sublayers())[b.path].forward(xi).numpy().reshape(32, -1) - xs
+            ratio = np.linalg.norm(delta, axis=1) / np.linalg.norm(xs, axis=1)
+            expected_sum[i] += ratio[masks[i]].sum()
+            expected_n[i] += masks[i].sum()
+    for h in handles:
+        h.remove()
+    np.testing.assert_allclose(stats.sums["resid_sum"], expected_sum, rtol=2e-5)
+    np.testing.assert_array_equal(stats.sums["resid_n"], expected_n)
+    assert 0 < expected_n.sum() < 3 * 32 * len(blocks)
+    sd.detach()
