@@ -8,6 +8,7 @@ is a teacher), and keep-best with early stopping (:class:`KeepBest`).
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -18,6 +19,7 @@ import paddle
 import paddle.nn.functional as F
 
 from .checkpoint import Checkpointing, open_checkpoint, state_digest
+from .distributed import all_reduce_sum, gather_rows, part
 from .droppath import StochasticDepth
 from .errors import CompressError
 from .progress import NULL, Progress
@@ -176,15 +178,27 @@ class DepthRun:
     statistics (halved each epoch, so the adaptive schedule follows a moving network);
     each step's masks and per-sample losses feed both the run's statistics and the window.
     ``residual_ratio`` turns the residual-ratio probe on (the default) or off.
+
+    Data parallel (``world_size`` > 1, :meth:`step` before each step): the masks are drawn for the global
+    batch from the generator every rank seeds alike, and each rank keeps its part; the per-sample losses
+    are gathered and the residual-ratio sums added over ranks, so every rank holds the global statistics
+    (those one process would have) and the schedule decides alike everywhere.
     """
 
-    def __init__(self, model, blocks, config: FitConfig, residual_ratio: bool = True):
+    def __init__(self, model, blocks, config: FitConfig, residual_ratio: bool = True, world_size: int = 1):
         self.schedule = make_schedule(config.schedule, len(blocks), config.drop_path_rate,
                                       target_keep=config.target_keep, warmup=config.warmup_epochs,
                                       max_rate=config.max_rate)
         self.stats = SurvivalStats(len(blocks), [b.path for b in blocks])
         self.window = SurvivalStats(len(blocks), [b.path for b in blocks])
         self.sd = StochasticDepth(model, blocks, self.stats, residual_ratio).attach()
+        self.world = world_size
+        if world_size > 1:
+            self.sd.reduce = functools.partial(all_reduce_sum, world_size=world_size)
+
+    def step(self, global_size: int, rank: int) -> None:
+        """The next step's global batch size, of which this process (``rank``) has its part."""
+        self.sd.global_batch = (global_size, *part(global_size, (rank, self.world)))
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         self.sd.flush()  # the residual-ratio sums kept on the device: one copy per epoch
@@ -194,7 +208,12 @@ class DepthRun:
     def record(self, batch: int, per_sample) -> None:
         """A step's per-sample losses (an array, or a tensor: then copied to the host here)."""
         losses = per_sample.numpy() if isinstance(per_sample, paddle.Tensor) else np.asarray(per_sample)
-        inc = increments(self.sd.step_masks(batch), losses.astype(np.float64))
+        if self.sd.global_batch is None:
+            masks = self.sd.step_masks(batch)
+        else:  # the global batch's masks and losses (gathered from every rank)
+            masks = self.sd.global_masks(self.sd.global_batch[0])
+            losses = gather_rows(losses, self.sd.global_batch[0], self.world)
+        inc = increments(masks, losses.astype(np.float64))
         self.stats.add(inc)
         self.window.add(inc)
 
@@ -338,6 +357,8 @@ class _Loop:
             # each rank's loss is its share of the global batch's mean, so that the
             # gradients DataParallel averages over ranks equal one process's on the whole batch
             global_size = min(cfg.batch_size, self.n_train - step * cfg.batch_size)
+            if self.depth is not None:
+                self.depth.step(global_size, self.shard[0])
             loss, per_sample = train_step(self.runner, self.opt, xb, yb, cfg, world / global_size, self.teacher)
             if self.sched is not None:
                 self.sched.step()
@@ -346,7 +367,8 @@ class _Loop:
             losses.append(float(loss))
             check_finite(losses[-1], epoch, step, self.steps)
             advance(1, images=global_size, epoch=f"{epoch + 1}/{cfg.epochs}", loss=losses[-1], **fields)
-        return float(np.mean(losses))
+        # each rank's step loss is its share of the global batch's mean: their sum over ranks is that mean
+        return float(all_reduce_sum(np.array([np.mean(losses)]), world)[0]) / world
 
 
 def _val_loader(data):
@@ -390,7 +412,7 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
         train_loader.start()   # workers fork before this process's memory grows
         val_loader = _val_loader(data)
         opt, sched = make_optimizer(model, config, len(train_loader))
-        depth = DepthRun(model, blocks, config) if blocks and config.drop_path_rate > 0 else None
+        depth = DepthRun(model, blocks, config, world_size=shard[1]) if blocks and config.drop_path_rate > 0 else None
         loop = _Loop(model, wrap(model) if wrap else model, train_loader, data.size("train"), config, opt, sched,
                      teacher, depth, shard)
         return _run(loop, val_loader, progress, checkpoint, saved)

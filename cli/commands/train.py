@@ -56,6 +56,8 @@ def train(
                      input_shape=parse_input_shape(input_shape) if input_shape else None, config=cfg,
                      progress=RichProgress(), blocks_from=blocks_from, data_options=data_options,
                      resume=resume)
+    if sc is None:
+        return  # a non-zero rank under paddle.distributed.launch: rank 0 wrote and reports
     summary = {"out": str(out), "test_accuracy": sc.metrics["test_accuracy"],
                "val_accuracy": sc.metrics["val_accuracy"], "blocks": len(sc.blocks),
                "seconds": sc.training["seconds"], "pretrained": sc.pretrained}

@@ -9,7 +9,6 @@ writes files.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,8 +16,10 @@ import numpy as np
 import paddle
 
 from ..blocks import compile_pattern, no_blocks_message
+from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..criteria import DATA_CRITERIA, DEFAULT_CRITERION, Context, select
 from ..data import DataOptions, ModelData, stored_source
+from ..distributed import data_parallel, world
 from ..errors import CompressError
 from ..export import check_out_dir, export_model
 from ..fileio import sha256
@@ -27,7 +28,6 @@ from ..layers import count_params
 from ..models import ModelBundle, check_num_classes, load_model, save_model
 from ..paths import Output, check_outputs, data_inputs, model_inputs, model_outputs
 from ..planning import Target, flops_budget
-from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..progress import NULL, Progress
 from ..schedules import n_keep
 from ..sidecar import Sidecar
@@ -123,12 +123,6 @@ class PruneResult:
         if self.export is not None:
             out["export"] = self.export
         return out
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) under paddle.distributed.launch, else (0, 1)."""
-    n = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
-    return (int(os.environ.get("PADDLE_TRAINER_ID", "0")), n) if n > 1 else (0, 1)
 
 
 def default_out(model_path, keep: float | None = None, n_kept: int = 0, keep_flops: float | None = None) -> Path:
@@ -259,10 +253,7 @@ def _removed(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData
 
 def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData | None, heal: HealConfig,
                      progress: Progress, shard: tuple[int, int], ck: Checkpointing | None = None) -> _Healed:
-    wrap = None
-    if shard[1] > 1:
-        paddle.distributed.init_parallel_env()
-        wrap = paddle.DataParallel
+    wrap = data_parallel(shard)
     student, check = _removed(model_path, teacher, p, ds, heal.seed, progress)
     acc = {}
     if ds is not None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from ..blocks import compile_pattern, no_blocks_message
 from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..data import DataOptions, ModelData
+from ..distributed import data_parallel, world
 from ..errors import CompressError
 from ..flops import blocks_with_flops
 from ..layers import count_params
@@ -94,7 +95,8 @@ def _trained_sidecar(start: _Start, ds: ModelData, model, blocks, flops: int, co
 
 def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=None, data: str = "digits",
           input_shape=None, config: FitConfig | None = None, progress: Progress = NULL,
-          blocks_from: str | None = None, data_options: DataOptions | None = None, resume: bool = False) -> Sidecar:
+          blocks_from: str | None = None, data_options: DataOptions | None = None,
+          resume: bool = False) -> Sidecar | None:
     """Train (or fine-tune ``init``) under stochastic depth; write weights + sidecar to ``out``.
 
     ``init``: a model written by compress (its sidecar gives the architecture), or a foreign checkpoint
@@ -112,8 +114,15 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
     After every epoch the run's state is saved to ``OUT.ckpt/`` (:mod:`compress.checkpoint`), removed once
     ``out`` is written; ``resume`` goes on from it (a checkpoint of another run, or none, is refused), and
     ends with the weights the uninterrupted run would have written.
+
+    Under ``python -m paddle.distributed.launch --nproc_per_node N``: data parallel (each rank trains on
+    its part of every global batch; the statistics are the global ones, see :class:`compress.training.DepthRun`);
+    only rank 0 writes (checkpoints included) and returns the sidecar, the other ranks return None.
     """
     config = config or FitConfig()
+    shard = world()
+    if shard[0] != 0:
+        progress = NULL  # rank 0 reports
     out = check_weights_path(out)
     check_outputs(model_outputs(out), (model_inputs(init) if init is not None else []) + data_inputs(data))
     start = _start(init, arch, arch_kwargs, input_shape)
@@ -131,7 +140,10 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
     progress.log(f"{len(blocks)} removable blocks; training {config.epochs} epochs")
     ck = Checkpointing(checkpoint_path(out), {"arch": start.spec.to_json(), "input_shape": list(start.shape)},
                        resume=resume)
-    res = fit(model, ds, config, blocks=blocks, progress=progress, checkpoint=ck)
+    res = fit(model, ds, config, blocks=blocks, progress=progress, shard=shard, wrap=data_parallel(shard),
+              checkpoint=ck)
+    if shard[0] != 0:
+        return None  # under the launcher only rank 0 writes
     sidecar = _trained_sidecar(start, ds, model, blocks, flops, config, res)
     save_model(model, out, sidecar)
     remove_checkpoint(ck.path)
