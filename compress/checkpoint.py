@@ -62,11 +62,15 @@ def _plain(obj):
 @dataclass
 class Checkpointing:
     """A run's checkpoints: ``path`` (the directory), the run's ``identity`` (JSON), whether to ``resume``
-    and whether this process writes them (``write``: rank 0 only under the launcher)."""
+    and whether this process writes them (``write``: rank 0 only under the launcher).
+
+    ``resume`` None: resume a checkpoint of this very run if there is one, else start afresh (replacing
+    whatever is there); for callers that are themselves re-run after an interruption (``sweep``, ``demo``).
+    """
 
     path: Path
     identity: dict
-    resume: bool = False
+    resume: bool | None = False
     write: bool = True
 
     def __post_init__(self):
@@ -134,6 +138,8 @@ def open_checkpoint(ck: Checkpointing | None) -> Checkpointing | None:
     the run starts afresh; refuses (one line) what cannot go on."""
     if ck is None:
         return None
+    if ck.resume is None:
+        return _if_same_run(ck)
     if not ck.exists():
         if ck.resume:
             raise CompressError(f"nothing to resume: no checkpoint at {ck.path} (a run leaves one after each "
@@ -148,6 +154,14 @@ def open_checkpoint(ck: Checkpointing | None) -> Checkpointing | None:
         raise CompressError(f"{ck.path} is the checkpoint of a different run: {diff}; resume with the same "
                             f"command, or remove {ck.path} to start afresh", param="resume")
     return ck
+
+
+def _if_same_run(ck: Checkpointing) -> Checkpointing | None:
+    """``ck`` if it holds a readable checkpoint of this very run, else None (the run starts afresh)."""
+    try:
+        return ck if ck.exists() and _difference(ck._read_state()["identity"], ck.identity) is None else None
+    except CompressError:
+        return None
 
 
 def remove_checkpoint(path: str | Path) -> None:

@@ -4,7 +4,7 @@ import contextlib
 import numpy as np
 import pytest
 
-from compress.checkpoint import Checkpointing, checkpoint_path
+from compress.checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from compress.data import ModelData
 from compress.errors import CompressError
 from compress.flops import blocks_with_flops
@@ -161,3 +161,36 @@ def test_healing_in_prune_resumes_to_the_uninterrupted_weights(tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert not checkpoint_path(part).exists()
+
+
+def test_auto_resume_and_a_crafted_checkpoint(tmp_path):
+    """resume=None (sweep, demo): this run's checkpoint is resumed, another run's replaced; arrays never run code."""
+    import os
+    import pickle
+
+    config = FitConfig(**{**CONFIG, "epochs": 2})
+    whole, _ = _run(config)
+    ck = checkpoint_path(tmp_path / "m.pdparams")
+    with pytest.raises(Killed):
+        _run(FitConfig(**{**CONFIG, "epochs": 2, "lr": 1e-3}), Checkpointing(ck, {}), KillAfter(1))
+    again, _ = _run(config, Checkpointing(ck, {}, resume=None))      # another run's: started afresh
+    for k, v in whole.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), again.state_dict()[k].numpy(), err_msg=k)
+    remove_checkpoint(ck)   # as the workflows do once the output is written
+    with pytest.raises(Killed):
+        _run(config, Checkpointing(ck, {}), KillAfter(1))
+    resumed, _ = _run(config, Checkpointing(ck, {}, resume=None), KillAfter(99))
+    for k, v in whole.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), resumed.state_dict()[k].numpy(), err_msg=k)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    import json
+
+    named = json.loads((ck / "state.json").read_text())["arrays"]
+    (ck / named).write_bytes(pickle.dumps({"model/x": Evil()}))
+    with pytest.raises(CompressError, match="refusing to load"):
+        _run(config, Checkpointing(ck, {}, resume=True))
+    assert not (tmp_path / "pwned").exists()

@@ -307,7 +307,7 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
           criterion: str = DEFAULT_CRITERION, out=None, data: str | None = None,
           heal: HealConfig | None = None, dry_run: bool = False, export_dir=None,
           progress: Progress = NULL, blocks_from: str | None = None, keep_flops: float | None = None,
-          data_options: DataOptions | None = None, resume: bool = False) -> PruneResult:
+          data_options: DataOptions | None = None, resume: bool | None = False) -> PruneResult:
     """The ``prune`` command: plan, remove, check the surgery, heal with distillation, write ``out`` (+ sidecar),
     optionally export.
 
@@ -318,7 +318,8 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     recorded in the model's sidecar, else by skip connection); recorded in the pruned model's sidecar.
     ``data_options``: healing's augmentation (default: the parent's, as its sidecar records) and the loader's
     worker processes. Healing saves its state after every epoch to ``OUT.ckpt/`` (removed once ``out``
-    is written); ``resume`` goes on from there (see :mod:`compress.checkpoint`).
+    is written); ``resume`` goes on from there, ``resume=None`` if there is one of this run (see
+    :mod:`compress.checkpoint`).
     """
     Target(keep, keep_flops, blocks)  # refuse a bad target before any work
     heal = heal or HealConfig()

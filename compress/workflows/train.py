@@ -96,7 +96,7 @@ def _trained_sidecar(start: _Start, ds: ModelData, model, blocks, flops: int, co
 def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=None, data: str = "digits",
           input_shape=None, config: FitConfig | None = None, progress: Progress = NULL,
           blocks_from: str | None = None, data_options: DataOptions | None = None,
-          resume: bool = False) -> Sidecar | None:
+          resume: bool | None = False) -> Sidecar | None:
     """Train (or fine-tune ``init``) under stochastic depth; write weights + sidecar to ``out``.
 
     ``init``: a model written by compress (its sidecar gives the architecture), or a foreign checkpoint
@@ -113,7 +113,8 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
 
     After every epoch the run's state is saved to ``OUT.ckpt/`` (:mod:`compress.checkpoint`), removed once
     ``out`` is written; ``resume`` goes on from it (a checkpoint of another run, or none, is refused), and
-    ends with the weights the uninterrupted run would have written.
+    ends with the weights the uninterrupted run would have written; ``resume=None``: resume this run's
+    checkpoint if there is one, else start afresh. Without ``resume`` a leftover checkpoint is refused.
 
     Under ``python -m paddle.distributed.launch --nproc_per_node N``: data parallel (each rank trains on
     its part of every global batch; the statistics are the global ones, see :class:`compress.training.DepthRun`);
