@@ -91,7 +91,7 @@ class Checkpointing:
         save_weights(arrays, self.path / name)
         write_json(self.path / STATE, {"version": VERSION, "identity": self.identity, "epoch": epoch,
                                        "arrays": name, "meta": meta})
-        for old in self.path.glob("arrays-*.pdparams"):
+        for old in [*self.path.glob("arrays-*.pdparams"), *self.path.glob(".*.tmp")]:  # older epochs, killed writes
             if old.name != name:
                 old.unlink(missing_ok=True)
 

@@ -296,14 +296,15 @@ def optimizer_arrays(model, opt) -> tuple[dict, dict]:
         if key == "LR_Scheduler":
             sched = v
             continue
-        own = next((k for k, n in names if key.startswith(n + "_")), None)
+        own = next(((k, n) for k, n in names if key.startswith(n + "_")), None)
         if own is None:
             raise CompressError(f"optimizer state {key!r} belongs to no parameter of the model")
-        arrays[f"opt/{own}/{key[len(dict(names)[own]) + 1:]}"] = v.numpy()
+        arrays[f"opt/{own[0]}/{key[len(own[1]) + 1:]}"] = v.numpy()
     return arrays, {"scheduler": sched}
 
 
 def load_optimizer_arrays(model, opt, arrays: dict, meta: dict) -> None:
+    """Put back what :func:`optimizer_arrays` gave, under this process's parameter names."""
     names = dict(_param_names(model))
     state = {}
     for key, v in arrays.items():
@@ -475,9 +476,7 @@ def _run(loop: _Loop, val_loader, progress: Progress, ck: Checkpointing | None =
     first, stopped, before = _start(loop, keeper, result, val_loader, saved, progress)
     t0 = time.perf_counter()
     try:
-        with progress.task("training", config.epochs * loop.steps) as advance:
-            if first:
-                advance(first * loop.steps)
+        with progress.task("training", (config.epochs - first) * loop.steps) as advance:  # resumed: what is left
             last_val: dict = {}
             for epoch in range(first, config.epochs if not stopped else first):
                 loss = loop.run_epoch(epoch, advance, last_val)
