@@ -80,6 +80,11 @@ class StochasticDepth:
         self.rates = np.zeros(len(blocks))
         self._mask = [None] * len(blocks)       # per block: float32 mask tensor (batch,), or None
         self._host = [None] * len(blocks)       # the same on the host, bool (batch,), or None
+        self._full = [None] * len(blocks)       # the masks of the whole global batch (data parallel), or None
+        # data parallel: (global batch size, start, size) of this rank's part in the next step; the masks
+        # are drawn for the global batch (the same generator on every rank) and this part kept
+        self.global_batch: tuple[int, int, int] | None = None
+        self.reduce = None                      # data parallel: adds an array over all ranks
         self._input = [None] * len(blocks)
         self._forward = 0                       # counts the model's forward passes
         self._drawn = -1                        # the forward whose masks were drawn together
@@ -127,14 +132,18 @@ class StochasticDepth:
         """Masks of ``blocks`` (rates > 0) in one draw: row k is what ``paddle.rand([batch])`` would
         have given the k-th block on its own (same generator, same order)."""
         rates = np.float32(self.rates[blocks])[:, None]  # compared in float32, as paddle compares
-        host = paddle.rand([len(blocks), batch]).numpy() >= rates
+        size, start, local = self.global_batch if self.global_batch is not None else (batch, 0, batch)
+        if local != batch:  # not this rank's part of the step's batch (a forward outside the step)
+            size, start = batch, 0
+        full = paddle.rand([len(blocks), size]).numpy() >= rates
+        host = full[:, start:start + batch]
         rows = paddle.unbind(paddle.to_tensor(host.astype(np.float32)))
         for k, i in enumerate(blocks):
-            self._host[i], self._mask[i] = host[k], rows[k]
+            self._host[i], self._full[i], self._mask[i] = host[k], full[k], rows[k]
 
     def _take_mask(self, i: int, layer, batch: int) -> None:
         if not layer.training or float(self.rates[i]) <= 0.0:
-            self._host[i] = self._mask[i] = None
+            self._host[i] = self._full[i] = self._mask[i] = None
             return
         if self._used[i] == self._forward:
             self._draw([i], batch)  # called again in the same forward (or outside the model's)
@@ -209,12 +218,24 @@ class StochasticDepth:
         values = paddle.concat([s for s, _, _ in steps]).numpy().astype(np.float64)
         blocks = np.concatenate([idx for _, idx, _ in steps])
         counts = np.concatenate([c for _, _, c in steps])
+        if self.reduce is not None:  # data parallel: every rank's samples
+            both = self.reduce(np.concatenate([values, counts]))
+            values, counts = both[:len(values)], both[len(values):]
         self.stats.add_residual_sums(blocks, values, counts)
 
     def step_masks(self, batch: int) -> np.ndarray:
         """(blocks, batch) booleans: which samples went through which block in the last forward."""
         out = np.ones((len(self.blocks), batch), dtype=bool)
         for i, m in enumerate(self._host):
+            if m is not None:
+                out[i] = m
+        return out
+
+    def global_masks(self, size: int) -> np.ndarray:
+        """(blocks, size) booleans for the whole global batch of the last forward (data parallel; in one
+        process the same as :meth:`step_masks`)."""
+        out = np.ones((len(self.blocks), size), dtype=bool)
+        for i, m in enumerate(self._full):
             if m is not None:
                 out[i] = m
         return out

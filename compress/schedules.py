@@ -38,6 +38,13 @@ class Schedule:
     def describe(self) -> dict:
         return {"name": self.name, "rate": self.rate}
 
+    def state(self) -> dict:
+        """What the schedule carries from epoch to epoch (JSON), for a checkpoint."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Put back what :meth:`state` gave."""
+
 
 class Uniform(Schedule):
     name = "uniform"
@@ -115,6 +122,12 @@ class Adaptive(Schedule):
             else:
                 break
         return sorted(current)
+
+    def state(self) -> dict:
+        return {"targeted": [int(i) for i in self.targeted]}
+
+    def load_state(self, state: dict) -> None:
+        self.targeted = [int(i) for i in state.get("targeted", [])]
 
     def describe(self):
         return {"name": self.name, "rate": self.rate, "target_keep": self.target_keep,

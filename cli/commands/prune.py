@@ -53,6 +53,8 @@ def prune(
     workers: Optional[int] = WORKERS,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; write nothing."),
     export: Optional[Path] = typer.Option(None, "--export", help="Export the healed model to this directory."),
+    resume: bool = typer.Option(False, "--resume", help="Go on healing from the checkpoint an interrupted run with "
+                                "the same command left next to --out (OUT.ckpt/, saved after every epoch)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Remove the blocks the network learned to live without, then heal it by distillation."""
@@ -61,7 +63,7 @@ def prune(
     res = prune_model(model, keep=keep, blocks=_parse_blocks(blocks), criterion=criterion, out=out, data=data,
                       heal=cfg, dry_run=dry_run, export_dir=export, progress=RichProgress(),
                       blocks_from=blocks_from, keep_flops=keep_flops,
-                      data_options=DataOptions(augment=augment, workers=workers))
+                      data_options=DataOptions(augment=augment, workers=workers), resume=resume)
     if not res.written and not dry_run:
         return  # a non-zero rank under paddle.distributed.launch
     if as_json:

@@ -43,6 +43,8 @@ def train(
     workers: Optional[int] = WORKERS,
     blocks_from: Optional[str] = typer.Option(None, "--blocks-from", help=BLOCKS_FROM_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the weights (.pdparams or .safetensors)."),
+    resume: bool = typer.Option(False, "--resume", help="Go on from the checkpoint an interrupted run with the same "
+                                "command left next to --out (OUT.ckpt/, saved after every epoch)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Train or fine-tune with DropPath, recording survival statistics per block."""
@@ -52,7 +54,10 @@ def train(
     data_options = DataOptions(resize=resize, normalize=normalize, augment=augment, workers=workers)
     sc = train_model(out, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs), init=init, data=data,
                      input_shape=parse_input_shape(input_shape) if input_shape else None, config=cfg,
-                     progress=RichProgress(), blocks_from=blocks_from, data_options=data_options)
+                     progress=RichProgress(), blocks_from=blocks_from, data_options=data_options,
+                     resume=resume)
+    if sc is None:
+        return  # a non-zero rank under paddle.distributed.launch: rank 0 wrote and reports
     summary = {"out": str(out), "test_accuracy": sc.metrics["test_accuracy"],
                "val_accuracy": sc.metrics["val_accuracy"], "blocks": len(sc.blocks),
                "seconds": sc.training["seconds"], "pretrained": sc.pretrained}

@@ -9,7 +9,6 @@ writes files.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,8 +16,10 @@ import numpy as np
 import paddle
 
 from ..blocks import compile_pattern, no_blocks_message
+from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..criteria import DATA_CRITERIA, DEFAULT_CRITERION, Context, select
 from ..data import DataOptions, ModelData, stored_source
+from ..distributed import data_parallel, world
 from ..errors import CompressError
 from ..export import check_out_dir, export_model
 from ..fileio import sha256
@@ -124,12 +125,6 @@ class PruneResult:
         return out
 
 
-def world() -> tuple[int, int]:
-    """(rank, world size) under paddle.distributed.launch, else (0, 1)."""
-    n = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
-    return (int(os.environ.get("PADDLE_TRAINER_ID", "0")), n) if n > 1 else (0, 1)
-
-
 def default_out(model_path, keep: float | None = None, n_kept: int = 0, keep_flops: float | None = None) -> Path:
     p = Path(model_path)
     tag = f"keep{keep:g}" if keep is not None else f"flops{keep_flops:g}" if keep_flops is not None else f"{n_kept}blocks"
@@ -229,15 +224,15 @@ class _Healed:
     accuracy: dict
     history: list
     best_epoch: int | None
-    augment: str | None = None   # healing's training augmentation
     check: RemovalCheck | None = None
+    augment: str | None = None   # healing's training augmentation
 
 
 def _check_batch(ds: ModelData | None, input_shape, seed: int) -> paddle.Tensor:
-    """The self-check's images: test images through the model's eval preprocessing (a seeded choice; training
-    images without a test split), else seeded noise."""
+    """The self-check's images: test images (training images without a test split), through the model's
+    evaluation preprocess; else seeded noise."""
     if ds is not None:
-        x, _ = ds.arrays("test" if ds.size("test") else "train", SELF_CHECK_IMAGES)
+        x, _ = ds.arrays("test" if ds.size("test") else "train", SELF_CHECK_IMAGES, seed)
         return paddle.to_tensor(x)
     rng = np.random.default_rng(seed)
     return paddle.to_tensor(rng.standard_normal((SELF_CHECK_IMAGES, *input_shape)).astype("float32"))
@@ -257,11 +252,8 @@ def _removed(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData
 
 
 def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData | None, heal: HealConfig,
-                     progress: Progress, shard: tuple[int, int]) -> _Healed:
-    wrap = None
-    if shard[1] > 1:
-        paddle.distributed.init_parallel_env()
-        wrap = paddle.DataParallel
+                     progress: Progress, shard: tuple[int, int], ck: Checkpointing | None = None) -> _Healed:
+    wrap = data_parallel(shard)
     student, check = _removed(model_path, teacher, p, ds, heal.seed, progress)
     acc = {}
     if ds is not None:
@@ -269,11 +261,11 @@ def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: M
         acc["after_removal"] = accuracy(student, ds, "test")
         progress.log(f"test accuracy: original {acc['original']:.4f}, after removing "
                      f"{len(p.remove)} blocks {acc['after_removal']:.4f}")
-    healed = _Healed(student, acc, [], None, augment=ds.preprocess.augment if ds is not None and heal.epochs > 0
-                     else None, check=check)
+    healed = _Healed(student, acc, [], None, check,
+                     ds.preprocess.augment if ds is not None and heal.epochs > 0 else None)
     if heal.epochs > 0:
         res = fit(student, ds, heal.fit_config(), teacher=teacher.model if heal.distill else None, progress=progress,
-                  shard=shard, wrap=wrap)
+                  shard=shard, wrap=wrap, checkpoint=ck)
         healed.history, healed.best_epoch = res.history, res.best_epoch
         acc["after_healing"] = accuracy(student, ds, "test")
         progress.log(f"test accuracy after healing: {acc['after_healing']:.4f} (best epoch {res.best_epoch})")
@@ -315,7 +307,7 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
           criterion: str = DEFAULT_CRITERION, out=None, data: str | None = None,
           heal: HealConfig | None = None, dry_run: bool = False, export_dir=None,
           progress: Progress = NULL, blocks_from: str | None = None, keep_flops: float | None = None,
-          data_options: DataOptions | None = None) -> PruneResult:
+          data_options: DataOptions | None = None, resume: bool | None = False) -> PruneResult:
     """The ``prune`` command: plan, remove, check the surgery, heal with distillation, write ``out`` (+ sidecar),
     optionally export.
 
@@ -324,8 +316,10 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     unpruned one with the same blocks switched off (:func:`compress.surgery.check_removal`), else
     nothing is written (exit code 3). ``blocks_from``: pick the blocks by path pattern (default: as
     recorded in the model's sidecar, else by skip connection); recorded in the pruned model's sidecar.
-    ``data_options``: healing's augmentation (default: the parent's, as its sidecar records) and the
-    loader's worker processes.
+    ``data_options``: healing's augmentation (default: the parent's, as its sidecar records) and the loader's
+    worker processes. Healing saves its state after every epoch to ``OUT.ckpt/`` (removed once ``out``
+    is written); ``resume`` goes on from there, ``resume=None`` if there is one of this run (see
+    :mod:`compress.checkpoint`).
     """
     Target(keep, keep_flops, blocks)  # refuse a bad target before any work
     heal = heal or HealConfig()
@@ -346,12 +340,14 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     rank, n_ranks = world()
     if rank != 0:
         progress = NULL
-    healed = _remove_and_heal(model_path, teacher, p, ds, heal, progress, (rank, n_ranks))
+    ck = Checkpointing(checkpoint_path(out), {"removed": p.remove_paths}, resume=resume)
+    healed = _remove_and_heal(model_path, teacher, p, ds, heal, progress, (rank, n_ranks), ck)
     result = PruneResult(p, written=rank == 0, accuracy=healed.accuracy, best_epoch=healed.best_epoch, out=str(out),
                          surgery_check=healed.check.to_json())
     if rank == 0:
         save_model(healed.student, out, _child_sidecar(model_path, teacher, p, healed, keep, heal, source))
         progress.log(f"wrote {out}")
+        remove_checkpoint(ck.path)
         if export_dir is not None:
             result.export = export_model(out, export_dir, progress=progress)
     return result

@@ -86,7 +86,8 @@ def _point(original: Path, key: str, how: dict, target: Path, out_dir: Path, cri
            data: str | None, export: ExportOptions | None, progress: Progress) -> dict:
     """Prune, heal and export one point (``how``: prune's keep or keep_flops); a failure is recorded, not raised."""
     try:
-        res = prune(original, criterion=criterion, out=target, data=data, heal=heal, progress=progress, **how)
+        res = prune(original, criterion=criterion, out=target, data=data, heal=heal, progress=progress,
+                    resume=None, **how)  # a point interrupted while healing goes on from its checkpoint
         ensure_export(target, out_dir / "exports" / target.stem, export, progress=progress)
         return {"status": "done", "model": str(target), "accuracy": res.accuracy, "removed": res.plan.remove_paths,
                 "flops_ratio": res.plan.flops_ratio}
@@ -164,7 +165,7 @@ def _demo_model(out_dir: Path, sample: str, data: str, train_epochs: int, progre
         progress.log(f"training {shipped.arch['spec']} on {data!r} for {train_epochs} epochs (the demo's model)")
         train(path, arch=shipped.arch["spec"], arch_kwargs=shipped.arch.get("kwargs") or None, data=data,
               input_shape=(3, *shipped.input_shape[1:]), config=FitConfig(epochs=train_epochs, **DEMO_TRAIN),
-              progress=progress)
+              progress=progress, resume=None)  # interrupted: goes on from its checkpoint
     return path
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..blocks import compile_pattern, no_blocks_message
+from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..data import DataOptions, ModelData
+from ..distributed import data_parallel, world
 from ..errors import CompressError
 from ..flops import blocks_with_flops
 from ..layers import count_params
@@ -27,8 +29,8 @@ class _Start:
     lineage: list
     removed: list
     blocks_from: str | None = None   # the block pattern of the model fine-tuned from
-    preprocess: dict | None = None   # the preprocess of the model fine-tuned from (kept)
     pretrained: Pretrained | None = None   # a foreign checkpoint (no sidecar), loaded once the model is built
+    preprocess: dict | None = None   # the preprocess of the model fine-tuned from (kept)
 
 
 def _start(init, arch, arch_kwargs, input_shape) -> _Start:
@@ -37,7 +39,7 @@ def _start(init, arch, arch_kwargs, input_shape) -> _Start:
         base = bundle.sidecar
         return _Start(bundle.model, bundle.arch, bundle.input_shape,
                       list(base.lineage) + [{"parent": str(init), "step": "train"}], base.removed_blocks,
-                      base.blocks_from, base.preprocess)
+                      base.blocks_from, preprocess=base.preprocess)
     pretrained = read_pretrained(init) if init is not None else None
     if arch is None and init is not None:
         raise CompressError(f"{init}: no sidecar next to it, so it is read as a pretrained checkpoint (a plain state "
@@ -93,7 +95,8 @@ def _trained_sidecar(start: _Start, ds: ModelData, model, blocks, flops: int, co
 
 def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=None, data: str = "digits",
           input_shape=None, config: FitConfig | None = None, progress: Progress = NULL,
-          blocks_from: str | None = None, data_options: DataOptions | None = None) -> Sidecar:
+          blocks_from: str | None = None, data_options: DataOptions | None = None,
+          resume: bool | None = False) -> Sidecar | None:
     """Train (or fine-tune ``init``) under stochastic depth; write weights + sidecar to ``out``.
 
     ``init``: a model written by compress (its sidecar gives the architecture), or a foreign checkpoint
@@ -107,8 +110,20 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
     normalisation and augmentation (default: the source's; fine-tuning keeps the recorded resize and
     normalisation), loader workers. The preprocess is recorded in the sidecar. Every image's header is
     checked before training starts. Returns the sidecar written.
+
+    After every epoch the run's state is saved to ``OUT.ckpt/`` (:mod:`compress.checkpoint`), removed once
+    ``out`` is written; ``resume`` goes on from it (a checkpoint of another run, or none, is refused), and
+    ends with the weights the uninterrupted run would have written; ``resume=None``: resume this run's
+    checkpoint if there is one, else start afresh. Without ``resume`` a leftover checkpoint is refused.
+
+    Under ``python -m paddle.distributed.launch --nproc_per_node N``: data parallel (each rank trains on
+    its part of every global batch; the statistics are the global ones, see :class:`compress.training.DepthRun`);
+    only rank 0 writes (checkpoints included) and returns the sidecar, the other ranks return None.
     """
     config = config or FitConfig()
+    shard = world()
+    if shard[0] != 0:
+        progress = NULL  # rank 0 reports
     out = check_weights_path(out)
     check_outputs(model_outputs(out), (model_inputs(init) if init is not None else []) + data_inputs(data))
     start = _start(init, arch, arch_kwargs, input_shape)
@@ -124,8 +139,14 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
         raise CompressError(f"DropPath has nothing to act on: {no_blocks_message(start.blocks_from)}; "
                             "or train without it (`drop_path_rate` 0)", param=("blocks_from", "drop_path_rate"))
     progress.log(f"{len(blocks)} removable blocks; training {config.epochs} epochs")
-    res = fit(model, ds, config, blocks=blocks, progress=progress)
+    ck = Checkpointing(checkpoint_path(out), {"arch": start.spec.to_json(), "input_shape": list(start.shape)},
+                       resume=resume)
+    res = fit(model, ds, config, blocks=blocks, progress=progress, shard=shard, wrap=data_parallel(shard),
+              checkpoint=ck)
+    if shard[0] != 0:
+        return None  # under the launcher only rank 0 writes
     sidecar = _trained_sidecar(start, ds, model, blocks, flops, config, res)
     save_model(model, out, sidecar)
+    remove_checkpoint(ck.path)
     progress.log(f"wrote {out} (test accuracy {sidecar.metrics['test_accuracy']:.4f})")
     return sidecar
