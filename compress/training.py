@@ -39,16 +39,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, 0x5EED]).generate_state(1)[0])
 
 
-def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Logits for ``x`` in eval mode."""
-    model.eval()
-    outs = []
-    with paddle.no_grad():
-        for i in range(0, len(x), batch_size):
-            outs.append(model(paddle.to_tensor(x[i:i + batch_size])).numpy())
-    return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
-
-
 def loader_accuracy(run, loader) -> float:
     """Accuracy of ``run`` (a batch of images, a paddle tensor -> logits) over one pass of an evaluation loader."""
     right = total = 0
