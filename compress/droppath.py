@@ -29,8 +29,8 @@ def _bcast(mask, x):
 class DropPath(nn.Layer):
     """Per-sample stochastic depth: zero the branch with probability ``rate``, scale survivors by 1/keep.
 
-    With a ``controller`` (set by ``StochasticDepth``) the mask is the block's,
-    shared by all its branches.
+    With a ``controller`` (set by ``StochasticDepth``) the mask is the block's, shared by all its
+    branches, or under branch granularity the k-th call's branch's own.
     """
 
     def __init__(self, rate: float = 0.0, scale_by_keep: bool = True):
@@ -39,12 +39,12 @@ class DropPath(nn.Layer):
             raise ValueError(f"drop rate must be in [0, 1), got {rate}")
         self.rate = rate
         self.scale_by_keep = scale_by_keep
-        self._controller = None  # (StochasticDepth, block index)
+        self._controller = None  # (StochasticDepth, block group index)
 
     def forward(self, x):
         if self._controller is not None:
-            sd, i = self._controller
-            mask, keep = sd._mask[i], 1.0 - float(sd.rates[i])
+            sd, g = self._controller
+            mask, keep = sd._call_mask(g, x, self.training)
         else:
             if not self.training or self.rate == 0.0:
                 return x
@@ -54,6 +54,31 @@ class DropPath(nn.Layer):
             return x
         out = x * _bcast(mask, x)
         return out / keep if self.scale_by_keep else out
+
+
+class _Group:
+    """The units of one block: ``units`` (indices), the block's own DropPath layers, and for branches
+    ``by_call``: DropPath call number -> unit index."""
+
+    def __init__(self, path: str):
+        self.path, self.units, self.droppath, self.by_call = path, [], [], {}
+
+
+def _groups(units) -> list[_Group]:
+    """Units (blocks, or compress.branches.Branch objects with ``block_path`` and ``call``) grouped by block,
+    in order."""
+    groups: dict[str, _Group] = {}
+    for i, u in enumerate(units):
+        call = getattr(u, "call", None)
+        path = u.block_path if call is not None else u.path
+        g = groups.setdefault(path, _Group(path))
+        g.units.append(i)
+        if call is not None:
+            g.by_call[call] = i
+            g.droppath = list(u.block_droppath)
+        else:
+            g.droppath = list(u.own_droppath)
+    return list(groups.values())
 
 
 def find_own_droppath(block) -> list[str]:
@@ -93,20 +118,29 @@ class StochasticDepth:
         self._resid = []                        # per step: device (n probed,) ratio sums, block indices, counts
         self._handles = []
         self._swapped = []  # (block layer, name, original layer)
+        # the units grouped by their block: a whole block is a group of one; a block's branches share one group,
+        # whose k-th DropPath call in a forward is the branch (unit) with call k
+        self._groups = _groups(blocks)
+        self._calls = [0] * len(self._groups)     # per group: DropPath calls so far in the block's forward
+        self._branch_in = {}                       # branch unit -> the input of its body (the residual stream)
 
     # -- lifecycle
     def attach(self):
         self._handles.append(self.model.register_forward_pre_hook(self._model_pre_hook))
-        for i, b in enumerate(self.blocks):
-            layer = get_sublayer(self.model, b.path)
-            self._handles.append(layer.register_forward_pre_hook(self._pre_hook(i)))
-            self._handles.append(layer.register_forward_post_hook(self._post_hook(i, own=bool(b.own_droppath))))
-            for name in b.own_droppath:
+        for g, group in enumerate(self._groups):
+            layer = get_sublayer(self.model, group.path)
+            self._handles.append(layer.register_forward_pre_hook(self._pre_hook(g)))
+            self._handles.append(layer.register_forward_post_hook(self._post_hook(g, own=bool(group.droppath))))
+            for name in group.droppath:
                 original = get_sublayer(layer, name)
                 dp = DropPath()
-                dp._controller = (self, i)
+                dp._controller = (self, g)
                 set_sublayer(layer, name, dp)
                 self._swapped.append((layer, name, original))
+            for i in group.by_call.values():  # a branch's residual stream: the input of its body's first layer
+                first = get_sublayer(layer, self.blocks[i].body[0])
+                self._handles.append(first.register_forward_pre_hook(
+                    lambda _l, inputs, i=i: self._branch_in.__setitem__(i, inputs[0]) and None))
         if self.stats is not None:
             self.stats.defer(self.flush)
         return self
@@ -158,14 +192,42 @@ class StochasticDepth:
         self._forward += 1
         self._reduce_probe()
 
-    def _pre_hook(self, i):
+    def _pre_hook(self, g):
+        units = self._groups[g].units
+
         def hook(layer, inputs):
             x = inputs[0]
-            self._input[i] = x
-            self._take_mask(i, layer, x.shape[0])
+            self._calls[g] = 0
+            for i in units:
+                self._input[i] = x
+                self._take_mask(i, layer, x.shape[0])
         return hook
 
-    def _post_hook(self, i, own: bool):
+    def _call_mask(self, g: int, x, training: bool):
+        """(mask or None, keep) for a DropPath call of group ``g``; a branch's call also feeds its probe."""
+        group = self._groups[g]
+        if not group.by_call:
+            i = group.units[0]
+            return self._mask[i], 1.0 - float(self.rates[i])
+        k, self._calls[g] = self._calls[g], self._calls[g] + 1
+        i = group.by_call.get(k)
+        if i is None:  # a removed branch's call (its body gives zeros)
+            return None, 1.0
+        keep = 1.0 - float(self.rates[i])
+        x_in = self._branch_in.pop(i, None)
+        if training and self.stats is not None and self.residual_ratio and x_in is not None:
+            self._record_probe(i, x_in, None, x, False, keep)
+        return self._mask[i], keep
+
+    def _post_hook(self, g, own: bool):
+        group = self._groups[g]
+        if group.by_call:  # branches: their DropPath calls did the work
+            def clear(layer, inputs, output):
+                for i in group.units:
+                    self._input[i] = None
+            return clear
+        i = group.units[0]
+
         def hook(layer, inputs, output):
             x, mask = self._input[i], self._mask[i]
             self._input[i] = None

@@ -31,15 +31,15 @@ def _numel(t) -> int:
 
 
 class _Counter:
-    def __init__(self, block_paths):
+    def __init__(self, keys):
         self.total = 0
-        self.per_block = {p: 0 for p in block_paths}
+        self.per_block = {p: 0 for p in keys}
         self.stack: list[str] = []
 
     def add(self, n: int):
         self.total += int(n)
-        if self.stack:
-            self.per_block[self.stack[-1]] += int(n)
+        for key in set(self.stack):  # every enclosing unit: a branch's FLOPs are also its block's
+            self.per_block[key] += int(n)
 
 
 def _matmul_macs(x, y, transpose_x=False, transpose_y=False):
@@ -90,9 +90,13 @@ def _patched(counter: _Counter):
             setattr(obj, name, fn)
 
 
-def count_flops(model, input_shape, blocks=()) -> tuple[int, dict[str, int]]:
-    """(total MACs for one sample, MACs per block path)."""
-    counter = _Counter([b.path for b in blocks])
+def count_flops(model, input_shape, blocks=(), regions: dict[str, list[str]] | None = None) -> tuple[int, dict[str, int]]:
+    """(total MACs for one sample, MACs per block path and per key of ``regions``).
+
+    ``regions``: key -> sublayer paths whose calls count towards it (a branch: its body's layers); a cost
+    counts towards every block and region it runs in."""
+    regions = regions or {}
+    counter = _Counter([b.path for b in blocks] + list(regions))
     handles = []
 
     def leaf_hook(layer, inputs, output):
@@ -108,9 +112,10 @@ def count_flops(model, input_shape, blocks=()) -> tuple[int, dict[str, int]]:
     for layer in model.sublayers(include_self=True):
         if isinstance(layer, _COUNTED):
             handles.append(layer.register_forward_post_hook(leaf_hook))
-    for b in blocks:
-        layer = get_sublayer(model, b.path)
-        handles.append(layer.register_forward_pre_hook(lambda l, i, p=b.path: counter.stack.append(p)))
+    spans = [(b.path, b.path) for b in blocks] + [(p, key) for key, paths in regions.items() for p in paths]
+    for path, key in spans:
+        layer = get_sublayer(model, path)
+        handles.append(layer.register_forward_pre_hook(lambda l, i, k=key: counter.stack.append(k)))
         handles.append(layer.register_forward_post_hook(lambda l, i, o: counter.stack.pop() and None))
     with _patched(counter):
         probe_forward(model, paddle.zeros([1, *input_shape]), handles)

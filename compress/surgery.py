@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import paddle
 import paddle.nn as nn
 
 from .errors import EXIT_PARITY, CompressError
@@ -51,6 +52,41 @@ def remove_blocks(model, paths: list[str]) -> None:
     for path in paths:
         parent, key = _parent_of(model, path)
         parent._sub_layers[key] = nn.Identity()
+
+
+# --------------------------------------------------------------------------- branches
+class ZeroBranch(nn.Layer):
+    """A removed branch's compute: zeros of the compute's output shape (``shape``; the batch dimension added)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = [int(v) for v in shape]
+
+    def forward(self, x, *args, **kwargs):
+        return paddle.zeros([x.shape[0], *self.shape], dtype=x.dtype)
+
+
+def remove_branch(model, record: dict) -> None:
+    """Take a branch's body out of its block, in place: the compute (the body's last child) becomes
+    :class:`ZeroBranch`, the pre-layers (a pre-norm) ``nn.Identity``. ``record``: the block's path, the
+    body's child names and the compute's output shape (``compress.branches.Branch.removal``)."""
+    try:
+        block = get_sublayer(model, str(record["block"]))
+        body = [str(c) for c in record["body"]]
+        if not body or not all(isinstance(block._sub_layers.get(c), nn.Layer) for c in body):
+            raise KeyError(record["body"])
+        shape = [int(v) for v in record["shape"]]
+    except (AttributeError, IndexError, KeyError, ValueError, TypeError):
+        raise CompressError(f"branch {record.get('kind')!r} of block {record.get('block')!r} does not exist in this "
+                            "architecture") from None
+    for c in body[:-1]:
+        block._sub_layers[c] = nn.Identity()
+    block._sub_layers[body[-1]] = ZeroBranch(shape)
+
+
+def remove_branches(model, records: list[dict]) -> None:
+    for r in records:
+        remove_branch(model, r)
 
 
 @contextlib.contextmanager
@@ -80,10 +116,22 @@ class Unit:
     path: str
     own_droppath: tuple[str, ...] = ()
     index: int | None = None   # in the model's block list, for messages
+    call: int | None = None    # a branch: the block's DropPath call it is (own_droppath: all the block's)
+    record: dict | None = None  # a branch: its removal record (for remove_branch)
+    name: str = ""             # a branch: how it is named (attn at depth 3)
 
     @property
     def label(self) -> str:
+        if self.call is not None:
+            return f"{self.name or f'branch {self.call}'} ({self.path}, DropPath call {self.call})"
         return self.path if self.index is None else f"block {self.index} ({self.path})"
+
+    def remove_from(self, model) -> None:
+        """Surgery for this unit alone."""
+        if self.record is not None:
+            remove_branch(model, self.record)
+        else:
+            remove_blocks(model, [self.path])
 
 
 @dataclass
@@ -105,18 +153,48 @@ class _Zero(nn.Layer):
         return x * 0.0
 
 
+class _CallSwitch(nn.Layer):
+    """One of a block's DropPath layers, zeroing the calls numbered in ``off`` (the block's calls counted in
+    ``counter``, reset when the block starts): one branch of a layer called twice switched off alone."""
+
+    def __init__(self, original, counter: list, off: set):
+        super().__init__()
+        self.original, self.counter, self.off = original, counter, off
+
+    def forward(self, x):
+        k = self.counter[0]
+        self.counter[0] += 1
+        return x * 0.0 if k in self.off else self.original(x)
+
+
+def _switch_calls(layer, names, calls: set, swapped: list, handles: list) -> None:
+    counter = [0]
+    handles.append(layer.register_forward_pre_hook(lambda _l, _i: counter.__setitem__(0, 0)))
+    for name in names:
+        original = get_sublayer(layer, name)
+        swapped.append((layer, name, original))
+        set_sublayer(layer, name, _CallSwitch(original, counter, calls))
+
+
 @contextlib.contextmanager
 def switched_off(model, units: Sequence[Unit]):
-    """Within the ``with`` block, ``units`` of ``model`` are dropped as DropPath drops them (the body still runs)."""
+    """Within the ``with`` block, ``units`` of ``model`` are dropped as DropPath drops them (the body still runs);
+    a branch unit zeroes only its own DropPath call."""
     handles, swapped = [], []
+    calls: dict[str, tuple] = {}
     try:
         for u in units:
             layer = get_sublayer(model, u.path)
+            if u.call is not None:
+                calls.setdefault(u.path, (layer, u.own_droppath, set()))[2].add(u.call)
+                continue
             for name in u.own_droppath:
                 swapped.append((layer, name, get_sublayer(layer, name)))
                 set_sublayer(layer, name, _Zero())
             if not u.own_droppath:
                 handles.append(layer.register_forward_post_hook(lambda _l, inputs, _out: inputs[0]))
+        for layer, names, off in calls.values():
+            _switch_calls(layer, names, off, swapped, handles)
         yield model
     finally:
         for h in handles:
@@ -138,10 +216,15 @@ def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 def removal_diff(reference, pruned, units: Sequence[Unit], x) -> float:
-    """Max abs difference between ``pruned`` and ``reference`` with ``units`` switched off, on batch ``x``."""
+    """Max abs difference between ``pruned`` and ``reference`` with ``units`` switched off, on batch ``x``
+    (infinite when the pruned model's forward fails: a removed body's output was read elsewhere)."""
     with switched_off(reference, units):
         want = _outputs(reference, x)
-    return _max_diff(_outputs(pruned, x), want)
+    try:
+        got = _outputs(pruned, x)
+    except Exception:  # noqa: BLE001 - the user's forward code can raise anything on a removed body
+        return math.inf
+    return _max_diff(got, want)
 
 
 def check_removal(reference, pruned, units: Sequence[Unit], x, rebuild: Callable[[], nn.Layer] | None = None,
@@ -158,7 +241,7 @@ def check_removal(reference, pruned, units: Sequence[Unit], x, rebuild: Callable
         alone = []
         for u in units:
             single = rebuild()
-            remove_blocks(single, [u.path])
+            u.remove_from(single)
             alone.append(removal_diff(reference, single, [u], x) > tolerance)
         guilty = [u for u, bad in zip(units, alone) if bad] or guilty
     raise CompressError(f"surgery self-check failed: removing {', '.join(u.label for u in guilty)} changes the "

@@ -1,4 +1,5 @@
 """Tiny models built in code for the tests (also loadable as tests/tiny_models.py:Name)."""
+import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
@@ -106,3 +107,85 @@ class SideHeadCNN(nn.Layer):
         side = getattr(self.blocks[1], "seen", {}).get("h")
         pooled = x.mean(axis=[2, 3])
         return self.head(pooled if side is None else pooled + side.mean(axis=[2, 3]))
+
+
+# --------------------------------------------------------------------------- timm-style ViT (third party)
+class TimmDropPath(nn.Layer):
+    """timm's DropPath (drop_path1 / drop_path2 each called once per block)."""
+
+    def __init__(self, drop_prob=0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x):
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = (paddle.rand([x.shape[0]] + [1] * (x.ndim - 1)) < keep).astype(x.dtype)
+        return x * mask / keep
+
+
+class TimmAttention(nn.Layer):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape([b, n, 3, self.num_heads, c // self.num_heads]).transpose([2, 0, 3, 1, 4])
+        attn = F.softmax(paddle.matmul(qkv[0], qkv[1], transpose_y=True) * self.scale, axis=-1)
+        return self.proj(paddle.matmul(attn, qkv[2]).transpose([0, 2, 1, 3]).reshape([b, n, c]))
+
+
+class TimmMlp(nn.Layer):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TimmBlock(nn.Layer):
+    """timm's Block: x + drop_path1(ls1(attn(norm1(x)))), then x + drop_path2(ls2(mlp(norm2(x))))."""
+
+    def __init__(self, dim, num_heads, mlp_ratio=2.0, drop_path=0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = TimmAttention(dim, num_heads)
+        self.ls1 = nn.Identity()
+        self.drop_path1 = TimmDropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = TimmMlp(dim, int(dim * mlp_ratio))
+        self.ls2 = nn.Identity()
+        self.drop_path2 = TimmDropPath(drop_path)
+
+    def forward(self, x):
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+class TimmViT(nn.Layer):
+    """A small timm-style VisionTransformer (patch_embed, cls-free mean pooling, blocks, norm, head)."""
+
+    def __init__(self, num_classes=10, in_chans=1, img_size=16, patch=2, embed_dim=32, depth=4, num_heads=2,
+                 mlp_ratio=2.0, drop_path_rate=0.0):
+        super().__init__()
+        self.patch_embed = nn.Conv2D(in_chans, embed_dim, patch, stride=patch)
+        n = (img_size // patch) ** 2
+        self.pos_embed = self.create_parameter([1, n, embed_dim],
+                                               default_initializer=nn.initializer.TruncatedNormal(std=0.02))
+        self.blocks = nn.Sequential(*[TimmBlock(embed_dim, num_heads, mlp_ratio, drop_path_rate)
+                                      for _ in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, x):
+        x = self.patch_embed(x).flatten(2).transpose([0, 2, 1]) + self.pos_embed
+        x = self.blocks(x)
+        return self.head(self.norm(x).mean(axis=1))

@@ -27,7 +27,8 @@ def blocks(
                                 help="Also list the rejected candidates, grouped by reason (-vv: every sublayer)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (rejected candidates included)."),
 ):
-    """List the removable blocks: index, path, parameters, share of FLOPs, skip connection, DropPath kind."""
+    """List the removable blocks (index, path, parameters, share of FLOPs, skip connection, DropPath kind) and
+    their branches (attention / MLP: one per DropPath call of a block's own DropPath)."""
     info = describe_blocks(model=model, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
                            input_shape=parse_input_shape(input_shape) if input_shape else None,
                            num_classes=num_classes, blocks_from=blocks_from, all_rejected=verbose > 1)
@@ -44,10 +45,23 @@ def blocks(
                   b["droppath"])
     if info["blocks"]:
         stdout.print(t)
+        if info["branches"]:
+            _print_branches(info)
     else:
         stdout.print(f"{info['arch']}: no removable blocks: {with_flags(info['message'])}", soft_wrap=True)
     if verbose:
         _print_rejected(info)
+
+
+def _print_branches(info: dict) -> None:
+    t = Table(title=f"{len(info['branches'])} branches (the units of --granularity branch; blocks without their own "
+                    "DropPath stay whole)")
+    for col in ("unit", "kind", "depth", "body", "DropPath call", "params", "FLOPs share"):
+        t.add_column(col, justify="right" if col in ("depth", "params", "FLOPs share") else "left")
+    for b in info["branches"]:
+        t.add_row(b["unit"], b["kind"], str(b["block"]), ", ".join(b["body"]), f"{b['droppath']} #{b['call']}",
+                  f"{b['params']:,}", f"{b['flops_share'] * 100:.1f}%")
+    stdout.print(t)
 
 
 def _print_rejected(info: dict) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..blocks import discover_blocks, group_rejections, no_blocks_message
+from ..branches import find_branches
 from ..errors import CompressError
 from ..fileio import atomic_path
 from ..flops import count_flops
@@ -20,8 +21,9 @@ from ..weights import check_weights_path
 def describe_blocks(model=None, arch: str | None = None, arch_kwargs: dict | None = None,
                     input_shape=None, num_classes: int | None = None, blocks_from: str | None = None,
                     all_rejected: bool = False) -> dict:
-    """The ``blocks`` command: removable blocks of a model file or of an architecture, and every
-    other sublayer with the reason it is not one (``rejected``).
+    """The ``blocks`` command: removable blocks of a model file or of an architecture, their branches (the
+    units of ``granularity`` branch, :mod:`compress.branches`), and every other sublayer with the reason it is
+    not one (``rejected``).
 
     ``blocks_from``: pick the blocks by path pattern instead (default: a model file's recorded pattern).
     ``rejected_groups`` lists the rejections by reason, only the candidates a reader would weigh unless
@@ -37,16 +39,19 @@ def describe_blocks(model=None, arch: str | None = None, arch_kwargs: dict | Non
     else:
         raise CompressError("give a model file or `arch`", param="arch")
     found = discover_blocks(net, shape, blocks_from)
-    total, per = count_flops(net, shape, found.blocks)
-    rows = []
-    for b in found.blocks:
-        d = b.to_json()
-        d["flops"] = per[b.path]
-        d["flops_share"] = per[b.path] / total if total else 0.0
-        rows.append(d)
+    split = find_branches(net, shape, found.blocks)
+    branches = [br for b in found.blocks for br in split.get(b.index, [])]
+    total, per = count_flops(net, shape, found.blocks,
+                             {br.name: [f"{br.block_path}.{c}" for c in br.body] for br in branches})
+    rows, branch_rows = [], []
+    for u in found.blocks + branches:
+        d = u.to_json()
+        d["flops"] = per[u.path]
+        d["flops_share"] = per[u.path] / total if total else 0.0
+        (branch_rows if u in branches else rows).append(d)
     groups, hidden = group_rejections(found, everything=all_rejected)
     return {"arch": name, "input_shape": list(shape), "params": count_params(net), "flops": total,
-            "blocks_from": blocks_from, "blocks": rows, "message": None if rows else no_blocks_message(blocks_from),
+            "blocks_from": blocks_from, "blocks": rows, "branches": branch_rows, "message": None if rows else no_blocks_message(blocks_from),
             "probe_seconds": round(found.probe_seconds, 3),
             "rejected": [r.to_json() for r in found.rejected],
             "rejected_groups": [{"kind": g.kind, "title": g.title, "rejected": [r.to_json() for r in g.rejected]}
