@@ -11,6 +11,9 @@ from compress.export.parity import DEFAULT_ATOL, DEFAULT_MIN_AGREEMENT, DEFAULT_
 BLOCKS_FROM_HELP = ("Pick the blocks by path instead of by skip connection: a glob ('features.*': direct "
                     "children; '**' crosses levels) or a regex ('re:blocks\\.\\d+'). Recorded in the sidecar.")
 
+GRANULARITY_HELP = ("Units of DropPath and removal: block (whole residual blocks) or branch (each DropPath call of a "
+                    "block's own DropPath: attention and MLP apart; blocks without their own DropPath stay whole).")
+
 ATOL = typer.Option(DEFAULT_ATOL, help="Parity: absolute tolerance on logits (|out - ref| <= atol + rtol * |ref|, "
                                        "|ref| the largest |logit| of the image).")
 RTOL = typer.Option(DEFAULT_RTOL, help="Parity: tolerance relative to the logits' magnitude.")

@@ -168,6 +168,9 @@ CRITERIA = {
 }
 DEFAULT_CRITERION = "survival"
 DATA_CRITERIA = {"block-influence", "angular"}
+# Criteria on a block's input vs output: a branch has no output of its own (it adds into the residual stream)
+BLOCK_ONLY_CRITERIA = {"block-influence", "angular"}
+STATS_CRITERIA = {"survival", "importance", "residual"}   # read the statistics recorded while training
 # Criteria that score every block on its own (the lower, the sooner it goes): a FLOPs budget weighs these scores
 # against each block's FLOPs (compress.planning). The others only pick a set of a given size.
 COSTS = {

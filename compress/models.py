@@ -26,7 +26,7 @@ from .errors import CompressError
 from .layers import probe_forward
 from .sidecar import Sidecar, check_input_shape, sidecar_path
 from .storage import read_model_files, write_model_files
-from .surgery import remove_blocks
+from .surgery import remove_blocks, remove_branches
 from .weights import apply_weights, check_weights_path
 
 DEFAULT_INPUT_SHAPE = (3, 224, 224)
@@ -257,7 +257,7 @@ def load_model(path: str | os.PathLike, arch: str | None = None, arch_kwargs: di
                input_shape=None, num_classes: int | None = None) -> ModelBundle:
     """Load a model written by compress (weights + sidecar), or weights with an explicit ``arch``.
 
-    Pruned models come back pruned: the architecture is built, the blocks the
+    Pruned models come back pruned: the architecture is built, the blocks and branches the
     sidecar lists as removed are taken out, then the weights are loaded. Weights and
     sidecar are read as one unit (:mod:`compress.storage`): weights that are not the
     ones the sidecar was written with are refused.
@@ -271,6 +271,8 @@ def load_model(path: str | os.PathLike, arch: str | None = None, arch_kwargs: di
                         trusted=arch is not None, near=path.parent)
     if sidecar.removed_blocks:
         remove_blocks(model, sidecar.removed_blocks)
+    if sidecar.removed_branches:
+        remove_branches(model, sidecar.removed_branches)
     apply_weights(model, files.state, str(path))
     if sidecar.num_classes is None:
         sidecar.num_classes = output_width(model, sidecar.input_shape)

@@ -45,6 +45,9 @@ class Sidecar(Mapping):
     removed_blocks: list = field(default_factory=list)   # paths removed from the architecture
     blocks: list = field(default_factory=list)           # the current removable blocks
     blocks_from: str | None = None           # the path pattern that picked the blocks (None: skip connections)
+    granularity: str | None = None           # the units trained and pruned: "block" (None: the same) or "branch"
+    branches: list = field(default_factory=list)          # the current branches (granularity "branch")
+    removed_branches: list = field(default_factory=list)  # branches removed: block path, call, kind, body, shape
     params: int | None = None
     flops: int | None = None
     training: dict | None = None             # settings, schedule, history, seconds
@@ -194,6 +197,13 @@ def _lineage_step_ok(step) -> bool:
     return ratios and check_ok
 
 
+def _removed_branch_ok(r) -> bool:
+    """A removed branch's record: its block's path, DropPath call number, body (child names), compute shape."""
+    return (isinstance(r, dict) and isinstance(r.get("block"), str) and _is_int(r.get("call")) and r["call"] >= 0
+            and _of(list, optional=False, items=str)(r.get("body")) and bool(r["body"])
+            and isinstance(r.get("shape"), list) and all(_is_int(v) and v > 0 for v in r["shape"]))
+
+
 _FIELD_RULES = {  # field -> (check, what it must be)
     "arch": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("spec"), str) and v["spec"]
                                      and isinstance(v.get("kwargs", {}), dict)),
@@ -206,6 +216,11 @@ _FIELD_RULES = {  # field -> (check, what it must be)
     "removed_blocks": (_of(list, optional=False, items=str), "a list of block paths"),
     "blocks": (_of(list, optional=False, items=dict), "a list of objects"),
     "blocks_from": (_of(str), "a path pattern (text)"),
+    "granularity": (lambda v: v is None or v in ("block", "branch"), '"block" or "branch"'),
+    "branches": (_of(list, optional=False, items=dict), "a list of objects"),
+    "removed_branches": (lambda v: isinstance(v, list) and all(_removed_branch_ok(r) for r in v),
+                         'a list of objects {"block": path, "call": integer >= 0, "body": [child names], '
+                         '"shape": [positive integers]}'),
     "statistics": (_of(list, items=dict), "a list of objects"),
     "lineage": (lambda v: isinstance(v, list) and all(_lineage_step_ok(s) for s in v),
                 "a list of objects (keep_flops, flops_ratio, flops_ratio_total: numbers in (0, 1]; surgery_check: "

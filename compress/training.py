@@ -18,6 +18,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from .branches import check_granularity
 from .checkpoint import Checkpointing, open_checkpoint, state_digest
 from .distributed import all_reduce_sum, gather_rows, part
 from .droppath import StochasticDepth
@@ -95,12 +96,15 @@ class FitConfig:
     temperature: float = 2.0
     patience: int | None = None  # early stopping on val accuracy; None = run all epochs
     keep_best: bool = False
+    granularity: str = "block"   # the units DropPath drives: whole blocks, or branches (compress.branches)
 
     def __post_init__(self):
         finite = math.isfinite(self.lr) and math.isfinite(self.weight_decay)
         if self.epochs < 0 or self.batch_size < 1 or not (finite and self.lr > 0 and self.weight_decay >= 0):
             raise CompressError("`epochs` must be >= 0, `batch_size` >= 1, `lr` > 0 and `weight_decay` >= 0 (finite)",
                                 param=("epochs", "batch_size", "lr", "weight_decay"))
+        if check_granularity(self.granularity) is None:
+            raise CompressError("`granularity` must be one of block, branch", param="granularity")
         # the schedule checks its own options: schedule, drop_path_rate, target_keep, max_rate
         make_schedule(self.schedule, 1, self.drop_path_rate, target_keep=self.target_keep,
                       warmup=self.warmup_epochs, max_rate=self.max_rate)

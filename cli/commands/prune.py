@@ -13,7 +13,7 @@ from compress.errors import CompressError
 from compress.workflows.prune import HealConfig, prune as prune_model
 
 from ..output import emit_json, stdout
-from ..options import AUGMENT_HELP, BLOCKS_FROM_HELP, WORKERS
+from ..options import AUGMENT_HELP, BLOCKS_FROM_HELP, GRANULARITY_HELP, WORKERS
 from ..progress import RichProgress
 
 
@@ -38,6 +38,7 @@ def prune(
     criterion: str = typer.Option(DEFAULT_CRITERION, help=f"How blocks are chosen: {', '.join(CRITERIA)}."),
     blocks_from: Optional[str] = typer.Option(None, "--blocks-from", help=BLOCKS_FROM_HELP
                                               + " Default: the pattern in the model's sidecar, if any."),
+    granularity: Optional[str] = typer.Option(None, help=GRANULARITY_HELP + " Default: the model's (as trained)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output weights (default: MODEL.keepK.pdparams, MODEL.flopsF.pdparams)."),
     data: Optional[str] = typer.Option(None, help="Healing data (default: the sidecar's)."),
     epochs: int = typer.Option(5, help="Healing epochs (0: prune without healing)."),
@@ -63,7 +64,8 @@ def prune(
     res = prune_model(model, keep=keep, blocks=_parse_blocks(blocks), criterion=criterion, out=out, data=data,
                       heal=cfg, dry_run=dry_run, export_dir=export, progress=RichProgress(),
                       blocks_from=blocks_from, keep_flops=keep_flops,
-                      data_options=DataOptions(augment=augment, workers=workers), resume=resume)
+                      data_options=DataOptions(augment=augment, workers=workers), resume=resume,
+                      granularity=granularity)
     if not res.written and not dry_run:
         return  # a non-zero rank under paddle.distributed.launch
     if as_json:
@@ -83,16 +85,24 @@ def prune(
 
 
 def _print_plan(p, dry_run: bool) -> None:
-    t = Table(title=f"{'plan' if dry_run else 'pruned'}: {p.blocks_before} -> {p.blocks_after} blocks "
+    what = "units" if p.granularity == "branch" else "blocks"
+    t = Table(title=f"{'plan' if dry_run else 'pruned'}: {p.blocks_before} -> {p.blocks_after} {what} "
                     f"({p.criterion})", show_header=True)
     t.add_column("")
     t.add_column("before", justify="right")
     t.add_column("after", justify="right")
-    t.add_row("blocks", str(p.blocks_before), str(p.blocks_after))
+    t.add_row(what, str(p.blocks_before), str(p.blocks_after))
     t.add_row("params", f"{p.params_before:,}", f"{p.params_after:,}")
     t.add_row("FLOPs", f"{p.flops_before:,}", f"{p.flops_after:,}")
     stdout.print(t)
     budget = f" (budget {p.keep_flops:g})" if p.keep_flops is not None else ""
     stdout.print(f"FLOPs ratio: {p.flops_ratio:.3f}{budget}")
+    if p.granularity == "branch":
+        gone = [f"{label} ({r['path']}, {r['flops'] / p.flops_before:.1%})" for label, r in zip(p.removed_labels(),
+                                                                                             p.removed)]
+        stdout.print(f"removed units: {', '.join(gone) or 'none'}")
+        if p.remove_paths:
+            stdout.print(f"blocks removed whole (every branch goes): {', '.join(p.remove_paths)}")
+        return
     gone = [f"{r['index']} ({r['path']}, {r['flops']:,} FLOPs, {r['flops'] / p.flops_before:.1%})" for r in p.removed]
     stdout.print(f"removed blocks: {', '.join(gone) or 'none'}")

@@ -13,7 +13,7 @@ from compress.training import FitConfig
 from compress.workflows.train import train as train_model
 
 from ..output import emit_json, stdout
-from ..options import AUGMENT, BLOCKS_FROM_HELP, NORMALIZE, RESIZE, WORKERS
+from ..options import AUGMENT, BLOCKS_FROM_HELP, GRANULARITY_HELP, NORMALIZE, RESIZE, WORKERS
 from ..progress import RichProgress
 
 
@@ -42,6 +42,7 @@ def train(
     resize: Optional[str] = RESIZE,
     workers: Optional[int] = WORKERS,
     blocks_from: Optional[str] = typer.Option(None, "--blocks-from", help=BLOCKS_FROM_HELP),
+    granularity: str = typer.Option("block", help=GRANULARITY_HELP + " Recorded in the sidecar."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the weights (.pdparams or .safetensors)."),
     resume: bool = typer.Option(False, "--resume", help="Go on from the checkpoint an interrupted run with the same "
                                 "command left next to --out (OUT.ckpt/, saved after every epoch)."),
@@ -50,7 +51,7 @@ def train(
     """Train or fine-tune with DropPath, recording survival statistics per block."""
     cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                     drop_path_rate=drop_path_rate, schedule=schedule, target_keep=target_keep,
-                    warmup_epochs=warmup_epochs, max_rate=max_rate)
+                    warmup_epochs=warmup_epochs, max_rate=max_rate, granularity=granularity)
     data_options = DataOptions(resize=resize, normalize=normalize, augment=augment, workers=workers)
     sc = train_model(out, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs), init=init, data=data,
                      input_shape=parse_input_shape(input_shape) if input_shape else None, config=cfg,

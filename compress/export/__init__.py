@@ -105,6 +105,7 @@ def _new_record(bundle: ModelBundle, src_path: Path | None, options: ExportOptio
                    "sha256": sha256(src_path) if src_path else None,
                    "sidecar_sha256": sha256(sc) if sc is not None and sc.is_file() else None,
                    "arch": sidecar.arch, "removed_blocks": list(sidecar.removed_blocks or []),
+                   **({"removed_branches": list(sidecar.removed_branches)} if sidecar.removed_branches else {}),
                    "num_classes": bundle.num_classes},
         "versions": _versions(),
         "formats": options.formats,

@@ -16,14 +16,14 @@ import numpy as np
 import paddle
 
 from ..blocks import compile_pattern, no_blocks_message
+from ..branches import Branch, check_granularity, surgery_plan, units_with_flops
 from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
-from ..criteria import DATA_CRITERIA, DEFAULT_CRITERION, Context, select
+from ..criteria import BLOCK_ONLY_CRITERIA, DATA_CRITERIA, STATS_CRITERIA, DEFAULT_CRITERION, Context, select
 from ..data import DataOptions, ModelData, stored_source
 from ..distributed import data_parallel, world
 from ..errors import CompressError
 from ..export import check_out_dir, export_model
 from ..fileio import sha256
-from ..flops import blocks_with_flops
 from ..layers import count_params
 from ..models import ModelBundle, check_num_classes, load_model, save_model
 from ..paths import Output, check_outputs, data_inputs, model_inputs, model_outputs
@@ -31,7 +31,7 @@ from ..planning import Target, flops_budget
 from ..progress import NULL, Progress
 from ..schedules import n_keep
 from ..sidecar import Sidecar
-from ..surgery import SELF_CHECK_IMAGES, RemovalCheck, Unit, check_removal, remove_blocks
+from ..surgery import SELF_CHECK_IMAGES, RemovalCheck, Unit, check_removal, remove_blocks, remove_branches
 from ..training import FitConfig, accuracy, fit
 from ..weights import check_weights_path
 
@@ -88,14 +88,22 @@ class PrunePlan:
     out: str | None = None
     keep_flops: float | None = None
     removed: list[dict] = field(default_factory=list)
+    granularity: str = "block"
+    remove_branches: list[dict] = field(default_factory=list)   # branches whose body goes (the rest of a block)
 
     @property
     def flops_ratio(self) -> float:
         return self.flops_after / self.flops_before if self.flops_before else 1.0
 
     def units(self) -> list[Unit]:
-        """The removed blocks as surgery sees them."""
-        return [Unit(r["path"], tuple(r["own_droppath"]), r["index"]) for r in self.removed]
+        """The removed units (blocks, branches) as surgery sees them."""
+        return [Unit(r["block_path"], tuple(r["own_droppath"]), r["depth"], call=r["call"], record=r["record"],
+                     name=r["label"]) if "call" in r else Unit(r["path"], tuple(r["own_droppath"]), r["index"])
+                for r in self.removed]
+
+    def removed_labels(self) -> list[str]:
+        """The removed units as a reader names them: ``attn at depth 3``, ``block 5``."""
+        return [r.get("label") or f"block {r['index']}" for r in self.removed]
 
     def to_json(self) -> dict:
         return {**asdict(self), "flops_ratio": self.flops_ratio}
@@ -151,9 +159,15 @@ def _n_remove(keep: float, n_blocks: int) -> int:
     return n_blocks - n_keep(n_blocks, keep)
 
 
-def _criterion_context(bundle: ModelBundle, found: list, data, seed: int) -> Context:
+def _criterion_context(bundle: ModelBundle, found: list, data, seed: int, granularity: str = "block",
+                       criterion: str = "") -> Context:
     stats = bundle.sidecar.statistics or None
     by_path = {s["block"]: s for s in stats} if stats else {}
+    recorded = bundle.sidecar.granularity or "block"
+    if stats and criterion in STATS_CRITERIA and recorded != granularity and not any(u.path in by_path for u in found):
+        raise CompressError(f"criterion {criterion!r} needs survival statistics per {granularity}, but this model's "
+                            f"were recorded per {recorded}: prune with `granularity` {recorded}, or train with "
+                            f"`granularity` {granularity}", param=("granularity", "criterion"))
     return Context(blocks=found, stats=[by_path.get(b.path) for b in found] if stats else None,
                    schedule=bundle.sidecar.schedule.get("name"), model=bundle.model,
                    input_shape=bundle.input_shape, data=data, seed=seed)
@@ -169,8 +183,23 @@ def _removal(target: Target, criterion: str, ctx: Context, total: int) -> tuple[
     return select(criterion, ctx, _n_remove(target.keep, n)), criterion
 
 
+def _unit_record(u) -> dict:
+    out = {"index": u.index, "path": u.path, "params": u.params, "flops": u.flops, "own_droppath": list(u.own_droppath)}
+    if isinstance(u, Branch):
+        out.update(own_droppath=list(u.block_droppath), block_path=u.block_path, depth=u.block, call=u.call,
+                   kind=u.kind, label=u.label, record=u.removal())
+    return out
+
+
+def _check_unit_criterion(criterion: str, units: list) -> None:
+    if criterion in BLOCK_ONLY_CRITERIA and any(isinstance(u, Branch) for u in units):
+        raise CompressError(f"criterion {criterion!r} compares a whole block's input and output, which a branch does "
+                            "not have: use survival, importance, residual, every-other, last or random with "
+                            "`granularity` branch", param=("criterion", "granularity"))
+
+
 def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERION, seed=0, data=None,
-         keep_flops=None) -> PrunePlan:
+         keep_flops=None, granularity: str | None = None) -> PrunePlan:
     """Which blocks go, and what that saves (parameters, FLOPs), without touching anything.
 
     Exactly one of ``keep`` (share of blocks kept), ``keep_flops`` (FLOPs budget: see
@@ -179,20 +208,28 @@ def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERIO
     connection).
     """
     target = Target(keep, keep_flops, blocks)
+    granularity = check_granularity(granularity) or bundle.sidecar.granularity or "block"
     pattern = bundle.sidecar.blocks_from
-    found, total = blocks_with_flops(bundle.model, bundle.input_shape, pattern)
+    found, _, total = units_with_flops(bundle.model, bundle.input_shape, pattern, granularity)
     n = len(found)
     if n == 0:
         raise CompressError(f"nothing to prune: {no_blocks_message(pattern)}", param="blocks_from")
-    remove, criterion = _removal(target, criterion, _criterion_context(bundle, found, data, seed), total)
+    _check_unit_criterion(criterion, found)
+    ctx = _criterion_context(bundle, found, data, seed, granularity, criterion)
+    remove, criterion = _removal(target, criterion, ctx, total)
     params = count_params(bundle.model)
     gone = [found[i] for i in remove]
+    left = {}
+    for u in found:
+        if isinstance(u, Branch):
+            left[u.block_path] = left.get(u.block_path, 0) + 1
+    surgery = surgery_plan(found, remove, left)
     return PrunePlan(blocks_before=n, blocks_after=n - len(remove), keep=keep, criterion=criterion, seed=seed,
-                     remove=remove, remove_paths=[b.path for b in gone],
+                     remove=remove, remove_paths=surgery.block_paths,
                      params_before=params, params_after=params - sum(b.params for b in gone),
                      flops_before=total, flops_after=total - sum(b.flops for b in gone), keep_flops=keep_flops,
-                     removed=[{"index": b.index, "path": b.path, "params": b.params, "flops": b.flops,
-                               "own_droppath": list(b.own_droppath)} for b in gone])
+                     removed=[_unit_record(u) for u in gone], granularity=granularity,
+                     remove_branches=[b.removal() for b in surgery.branches])
 
 
 # --------------------------------------------------------------------------- prune
@@ -244,6 +281,7 @@ def _removed(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData
     blocks switched off (:func:`compress.surgery.check_removal`; raises on a mismatch, nothing written)."""
     student = load_model(model_path).model
     remove_blocks(student, p.remove_paths)
+    remove_branches(student, p.remove_branches)
     check = check_removal(teacher.model, student, p.units(), _check_batch(ds, teacher.input_shape, seed),
                           rebuild=lambda: load_model(model_path).model)
     progress.log(f"surgery self-check: max abs diff {check.max_abs_diff:.2g} on {check.images} images "
@@ -272,12 +310,31 @@ def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: M
     return healed
 
 
+def _branch_step(p: PrunePlan) -> dict:
+    """A branch-level prune step's record: its granularity and the units removed, by name (attn at depth 3)."""
+    if p.granularity != "branch":
+        return {}
+    return {"granularity": "branch", "removed_units": p.removed_labels()}
+
+
+def _branch_fields(parent: Sidecar, p: PrunePlan, kept_units: list) -> dict:
+    """The child's granularity, current branches and removed branches (a block removed whole takes its
+    removed branches' records with it); nothing for a block-level model that never lost a branch."""
+    gone = set(p.remove_paths)
+    removed = [r for r in parent.removed_branches if r["block"] not in gone] + list(p.remove_branches)
+    out = {"removed_branches": removed} if removed or parent.removed_branches else {}
+    if p.granularity == "branch":
+        out.update(granularity="branch", branches=[u.to_json() for u in kept_units if isinstance(u, Branch)])
+    return out
+
+
 def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed: _Healed, keep, heal: HealConfig,
                    source: str | None) -> Sidecar:
     """The parent's sidecar with the blocks, sizes, statistics, metrics and lineage of the pruned model."""
     parent, acc = teacher.sidecar, healed.accuracy
-    kept_blocks, total = blocks_with_flops(healed.student, teacher.input_shape, parent.blocks_from)
-    kept_paths = {b.path for b in kept_blocks}
+    kept_units, kept_blocks, total = units_with_flops(healed.student, teacher.input_shape, parent.blocks_from,
+                                                      p.granularity)
+    kept_paths = {u.path for u in kept_units}
     all_removed = list(parent.removed_blocks) + p.remove_paths
     # the first parent's FLOPs: unknown when an earlier prune (before FLOPs were recorded) did not say
     original_flops = parent.prune_steps[0].get("flops_before") if parent.prune_steps else p.flops_before
@@ -287,7 +344,7 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
             "flops_ratio": total / p.flops_before,
             "flops_ratio_total": total / original_flops if original_flops else None,
             "surgery_check": healed.check.to_json(),
-            "seed": heal.seed, "removed": p.remove_paths, "blocks_before": p.blocks_before,
+            "seed": heal.seed, "removed": p.remove_paths, **_branch_step(p), "blocks_before": p.blocks_before,
             "blocks_after": p.blocks_after,
             "healing": {**asdict(heal), "best_epoch": healed.best_epoch, "history": healed.history,
                         "data": stored_source(source), "augment": healed.augment},
@@ -295,6 +352,7 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
     return parent.replace(
         drop=("statistics_sums",),  # the raw sums describe the parent's blocks
         removed_blocks=all_removed, blocks=[b.to_json() for b in kept_blocks],
+        **_branch_fields(parent, p, kept_units),
         params=count_params(healed.student), flops=total,
         statistics=[s for s in parent.statistics if s["block"] in kept_paths] if parent.statistics else None,
         metrics={"test_accuracy": acc.get("after_healing", acc.get("after_removal")),
@@ -307,9 +365,14 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
           criterion: str = DEFAULT_CRITERION, out=None, data: str | None = None,
           heal: HealConfig | None = None, dry_run: bool = False, export_dir=None,
           progress: Progress = NULL, blocks_from: str | None = None, keep_flops: float | None = None,
-          data_options: DataOptions | None = None, resume: bool | None = False) -> PruneResult:
+          data_options: DataOptions | None = None, resume: bool | None = False,
+          granularity: str | None = None) -> PruneResult:
     """The ``prune`` command: plan, remove, check the surgery, heal with distillation, write ``out`` (+ sidecar),
     optionally export.
+
+    ``granularity``: the units removed, ``block`` or ``branch`` (:mod:`compress.branches`: a block's attention
+    and MLP branches apart; a block all of whose branches go is removed whole); default: the one the model
+    was trained with (its sidecar's), else block.
 
     Exactly one of ``keep``, ``keep_flops`` (at most that share of the FLOPs stays, see
     :mod:`compress.planning`) or ``blocks``. Right after removal the pruned model must match the
@@ -322,6 +385,7 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     :mod:`compress.checkpoint`).
     """
     Target(keep, keep_flops, blocks)  # refuse a bad target before any work
+    check_granularity(granularity)
     heal = heal or HealConfig()
     model_path = check_weights_path(model_path)
     if export_dir is not None:  # refuse a bad one before any work
@@ -332,7 +396,7 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     if blocks_from is not None:
         teacher.sidecar = teacher.sidecar.replace(blocks_from=blocks_from)
     source, ds = _healing_data(teacher, data, heal, criterion, data_options)
-    p = plan(teacher, keep, blocks, criterion, heal.seed, ds, keep_flops)
+    p = plan(teacher, keep, blocks, criterion, heal.seed, ds, keep_flops, granularity)
     out = _out_path(model_path, out, p, source, export_dir)
     p.out = str(out)
     if dry_run:
@@ -340,7 +404,9 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     rank, n_ranks = world()
     if rank != 0:
         progress = NULL
-    ck = Checkpointing(checkpoint_path(out), {"removed": p.remove_paths}, resume=resume)
+    ck = Checkpointing(checkpoint_path(out), {"removed": p.remove_paths, **({"removed_branches": p.remove_branches}
+                                                                            if p.remove_branches else {})},
+                       resume=resume)
     healed = _remove_and_heal(model_path, teacher, p, ds, heal, progress, (rank, n_ranks), ck)
     result = PruneResult(p, written=rank == 0, accuracy=healed.accuracy, best_epoch=healed.best_epoch, out=str(out),
                          surgery_check=healed.check.to_json())

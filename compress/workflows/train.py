@@ -1,14 +1,14 @@
 """The ``train`` command: train (or fine-tune) under stochastic depth, write weights + sidecar."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..blocks import compile_pattern, no_blocks_message
+from ..branches import Branch, units_with_flops
 from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..data import DataOptions, ModelData
 from ..distributed import data_parallel, world
 from ..errors import CompressError
-from ..flops import blocks_with_flops
 from ..layers import count_params
 from ..models import (ArchSpec, build_model, canonical_spec, check_class_kwargs, check_num_classes,
                       default_input_shape, load_model, resolve_arch, save_model)
@@ -28,6 +28,7 @@ class _Start:
     shape: tuple
     lineage: list
     removed: list
+    removed_branches: list = field(default_factory=list)
     blocks_from: str | None = None   # the block pattern of the model fine-tuned from
     pretrained: Pretrained | None = None   # a foreign checkpoint (no sidecar), loaded once the model is built
     preprocess: dict | None = None   # the preprocess of the model fine-tuned from (kept)
@@ -39,7 +40,7 @@ def _start(init, arch, arch_kwargs, input_shape) -> _Start:
         base = bundle.sidecar
         return _Start(bundle.model, bundle.arch, bundle.input_shape,
                       list(base.lineage) + [{"parent": str(init), "step": "train"}], base.removed_blocks,
-                      base.blocks_from, preprocess=base.preprocess)
+                      list(base.removed_branches), base.blocks_from, preprocess=base.preprocess)
     pretrained = read_pretrained(init) if init is not None else None
     if arch is None and init is not None:
         raise CompressError(f"{init}: no sidecar next to it, so it is read as a pretrained checkpoint (a plain state "
@@ -73,7 +74,7 @@ def _build(start: _Start, ds: ModelData, seed: int, progress: Progress):
     return model
 
 
-def _trained_sidecar(start: _Start, ds: ModelData, model, blocks, flops: int, config: FitConfig,
+def _trained_sidecar(start: _Start, ds: ModelData, model, units, blocks, flops: int, config: FitConfig,
                      res: FitResult) -> Sidecar:
     test_acc = accuracy(model, ds, "test")
     val_acc = accuracy(model, ds, "val")
@@ -81,7 +82,7 @@ def _trained_sidecar(start: _Start, ds: ModelData, model, blocks, flops: int, co
         arch=start.spec.to_json(), input_shape=list(start.shape), num_classes=ds.num_classes,
         class_names=ds.class_names, data=ds.describe(),
         preprocess=ds.preprocess.to_json(), removed_blocks=start.removed, blocks=[b.to_json() for b in blocks],
-        blocks_from=start.blocks_from,
+        blocks_from=start.blocks_from, **_granularity_fields(config.granularity, units, start.removed_branches),
         params=count_params(model), flops=flops,
         training={"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                   "seed": config.seed, "drop_path_rate": config.drop_path_rate, "schedule": res.schedule,
@@ -91,6 +92,15 @@ def _trained_sidecar(start: _Start, ds: ModelData, model, blocks, flops: int, co
         metrics={"test_accuracy": test_acc, "val_accuracy": val_acc},
         lineage=start.lineage, pretrained=start.pretrained.record() if start.pretrained is not None else None,
     )
+
+
+def _granularity_fields(granularity: str, units, removed_branches: list) -> dict:
+    """The sidecar's granularity, branches and removed branches (left out of a block-level model's file when
+    there is nothing to say, so its sidecar stays what it was)."""
+    out = {"removed_branches": removed_branches} if removed_branches else {}
+    if granularity == "branch":
+        out.update(granularity=granularity, branches=[u.to_json() for u in units if isinstance(u, Branch)])
+    return out
 
 
 def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=None, data: str = "digits",
@@ -134,18 +144,21 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
     ds = ModelData.open(data, start.shape, start.preprocess, data_options)
     model = start.model if start.model is not None else _build(start, ds, config.seed, progress)
     check_num_classes(model, start.shape, ds.num_classes)
-    blocks, flops = blocks_with_flops(model, start.shape, start.blocks_from)
+    units, blocks, flops = units_with_flops(model, start.shape, start.blocks_from, config.granularity)
     if config.drop_path_rate > 0 and not blocks:
         raise CompressError(f"DropPath has nothing to act on: {no_blocks_message(start.blocks_from)}; "
                             "or train without it (`drop_path_rate` 0)", param=("blocks_from", "drop_path_rate"))
-    progress.log(f"{len(blocks)} removable blocks; training {config.epochs} epochs")
+    n_branches = sum(isinstance(u, Branch) for u in units)
+    progress.log(f"{len(blocks)} removable blocks" + (f", {len(units)} units ({n_branches} branches)"
+                                                      if config.granularity == "branch" else "")
+                 + f"; training {config.epochs} epochs")
     ck = Checkpointing(checkpoint_path(out), {"arch": start.spec.to_json(), "input_shape": list(start.shape)},
                        resume=resume)
-    res = fit(model, ds, config, blocks=blocks, progress=progress, shard=shard, wrap=data_parallel(shard),
+    res = fit(model, ds, config, blocks=units, progress=progress, shard=shard, wrap=data_parallel(shard),
               checkpoint=ck)
     if shard[0] != 0:
         return None  # under the launcher only rank 0 writes
-    sidecar = _trained_sidecar(start, ds, model, blocks, flops, config, res)
+    sidecar = _trained_sidecar(start, ds, model, units, blocks, flops, config, res)
     save_model(model, out, sidecar)
     remove_checkpoint(ck.path)
     progress.log(f"wrote {out} (test accuracy {sidecar.metrics['test_accuracy']:.4f})")
