@@ -17,15 +17,16 @@ def stats(
     plot: Optional[Path] = typer.Option(None, help="Write a bar chart of survival and importance (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Show the survival statistics recorded per block while training."""
+    """Show the survival statistics recorded per block (or per branch) while training."""
     info = read_stats(model)
     if plot is not None:
         plot_stats(info, plot)
     if as_json:
         return emit_json(info)
     t = Table(title=f"{model.name}: survival statistics ({info['schedule'] or 'no DropPath'})")
-    for col in ("block", "survival", "importance", "± se", "loss kept", "loss dropped", "residual ratio"):
-        t.add_column(col, justify="left" if col == "block" else "right")
+    unit = "unit" if info["granularity"] == "branch" else "block"
+    for col in (unit, "survival", "importance", "± se", "loss kept", "loss dropped", "residual ratio"):
+        t.add_column(col, justify="left" if col == unit else "right")
     for b in info["blocks"]:
         t.add_row(b["block"], fmt(b["survival_rate"], ".3f"), fmt(b["importance"]), fmt(b["importance_stderr"]),
                   fmt(b["loss_kept"]), fmt(b["loss_dropped"]), fmt(b["residual_ratio"], ".3f"))

@@ -60,7 +60,8 @@ def describe_blocks(model=None, arch: str | None = None, arch_kwargs: dict | Non
 
 
 def read_stats(model) -> dict:
-    """The ``stats`` command: per-block statistics from a model's sidecar, in model order."""
+    """The ``stats`` command: per-unit statistics from a model's sidecar (blocks, or branches under ``granularity``
+    branch), in model order."""
     path = check_weights_path(model)
     if not path.is_file():
         raise CompressError(f"{path}: no such file")
@@ -70,7 +71,8 @@ def read_stats(model) -> dict:
                             param="drop_path_rate")
     sched = sc.schedule
     return {"model": str(path), "schedule": sched.get("name"), "drop_path_rate": sched.get("rate"),
-            "target_keep": sched.get("target_keep"), "blocks": sc.statistics}
+            "target_keep": sched.get("target_keep"), "granularity": sc.granularity or "block",
+            "blocks": sc.statistics}
 
 
 def plot_stats(info: dict, out) -> None:
