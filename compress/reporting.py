@@ -16,6 +16,8 @@ Entry (input) schema — keys a caller provides per model::
     flops       int    multiply-accumulates of one forward pass at batch 1
     file_sizes  {file: bytes}  exported files, e.g. {"model.onnx": 123456}
     blocks      int    kept removable blocks
+    removed     list of str  (optional) the units its prune steps removed, by name: block paths, or branches
+                       as ``attn at depth 3`` / ``mlp at depth 5``
     runtimes    list of latency records (``compress.measurement.measure_latency`` gives them,
                 see ``compress.measurement.group_by_label``):
         runtime  str  "paddle", "onnxruntime", or any other name (e.g. "onnxruntime-int8")
@@ -501,6 +503,11 @@ def _files(report: dict) -> list[tuple[str, str, str]]:
     return out
 
 
+def _removed(report: dict) -> list[tuple[str, str]]:
+    """(model, the units it lost, named: ``attn at depth 3``, block paths) for every pruned model."""
+    return [(m["name"], ", ".join(map(str, m["removed"]))) for m in report.get("models") or [] if m.get("removed")]
+
+
 def _md_escape(s: str) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
@@ -518,6 +525,11 @@ def render_markdown(report: dict) -> str:
         for row in table:
             lines.append("| " + " | ".join(_md_escape(row[c]) for c in cols) + " |")
     lines += ["", "![accuracy vs latency](pareto.png)", ""]
+    removed = _removed(report)
+    if removed:
+        lines += ["## Removed units", "", "| model | removed |", "|---|---|"]
+        lines += [f"| {_md_escape(a)} | {_md_escape(b)} |" for a, b in removed]
+        lines.append("")
     files = _files(report)
     if files:
         lines += ["## Files", "", "| model | file | size |", "|---|---|---:|"]
@@ -561,6 +573,11 @@ def render_html(report: dict, png: bytes | None = None) -> str:
     if png:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f'<p><img alt="accuracy vs latency" src="data:image/png;base64,{data}"></p>')
+    removed = _removed(report)
+    if removed:
+        parts.append("<h2>Removed units</h2><table><tr><th>model</th><th>removed</th></tr>")
+        parts += [f"<tr><td>{e(a)}</td><td>{e(b)}</td></tr>" for a, b in removed]
+        parts.append("</table>")
     files = _files(report)
     if files:
         parts.append("<h2>Files</h2><table><tr><th>model</th><th>file</th><th>size</th></tr>")

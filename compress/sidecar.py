@@ -105,6 +105,18 @@ class Sidecar(Mapping):
     def prune_steps(self) -> list[dict]:
         return [s for s in self.lineage if "keep_total" in s]
 
+    @property
+    def removed_units(self) -> list[dict]:
+        """Every unit its prune steps removed, oldest first: {"unit", "kind" (attn, mlp, block), "label"}
+        (a branch-level step names its branches: ``attn at depth 3``; depth counts the blocks it was pruned from)."""
+        out = []
+        for step in self.prune_steps:
+            if step.get("granularity") == "branch" and isinstance(step.get("removed_units"), list):
+                out += [u for u in step["removed_units"] if isinstance(u, dict)]
+            else:
+                out += [{"unit": p, "kind": "block", "label": p} for p in step.get("removed") or []]
+        return out
+
     # -- read like the JSON object
     def __getitem__(self, key):
         if key in self.extra:

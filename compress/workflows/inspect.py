@@ -72,11 +72,49 @@ def read_stats(model) -> dict:
     sched = sc.schedule
     return {"model": str(path), "schedule": sched.get("name"), "drop_path_rate": sched.get("rate"),
             "target_keep": sched.get("target_keep"), "granularity": sc.granularity or "block",
-            "blocks": sc.statistics}
+            "blocks": sc.statistics, "branches": sc.branches, "removed": sc.removed_units}
+
+
+def _branch_grid(info: dict) -> dict | None:
+    """{(kind, depth): kept?} of a branch-level model's branches (kept ones from its sidecar, removed ones
+    from its prune steps); None for a block-level model."""
+    if info.get("granularity") != "branch":
+        return None
+    grid = {(b["kind"], b["block"]): True for b in info.get("branches") or []}
+    for u in info.get("removed") or []:
+        kinds = ["attn", "mlp"] if u.get("kind") == "block" else [u.get("kind")]
+        if isinstance(u.get("depth"), int):
+            grid.update({(k, u["depth"]): False for k in kinds})
+    return grid or None
+
+
+def _draw_grid(ax, grid: dict) -> None:
+    """Which branch went: one row per kind (attn, mlp), one column per depth; removed in red, named."""
+    kinds = sorted({k for k, _ in grid}, key=lambda k: (k != "attn", k != "mlp", k))
+    depths = sorted({d for _, d in grid})
+    for r, kind in enumerate(kinds):
+        for d in depths:
+            state = grid.get((kind, d))
+            color = "lightgrey" if state is None else ("tab:green" if state else "tab:red")
+            ax.add_patch(matplotlib_rect(d - 0.45, r - 0.4, color))
+            if state is False:
+                ax.text(d, r, "removed", ha="center", va="center", fontsize=7, color="white")
+    ax.set_xlim(min(depths) - 0.6, max(depths) + 0.6)
+    ax.set_ylim(len(kinds) - 0.4, -0.6)  # attn on top
+    ax.set_yticks(range(len(kinds)), kinds)
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.set_xlabel("depth (block)")
+    ax.set_title("branches: kept (green) / removed (red)", fontsize=9)
+
+
+def matplotlib_rect(x: float, y: float, color: str):
+    from matplotlib.patches import Rectangle  # optional heavy: only plotting needs it
+    return Rectangle((x, y), 0.9, 0.8, color=color)
 
 
 def plot_stats(info: dict, out) -> None:
-    """Bar chart: survival rate and importance (with standard errors) per block."""
+    """Bar chart: survival rate and importance (with standard errors) per unit; for a branch-level model also
+    which branch (attn / mlp, depth) was removed."""
     check_outputs([Output(Path(out), "plot")], model_inputs(info["model"]))
     import matplotlib  # optional heavy: only plotting needs it
 
@@ -86,7 +124,12 @@ def plot_stats(info: dict, out) -> None:
     blocks = info["blocks"]
     names = [b["block"] for b in blocks]
     x = np.arange(len(names))
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(names)), 6), sharex=True)
+    grid = _branch_grid(info)
+    fig, axes = plt.subplots(3 if grid else 2, 1, figsize=(max(6, 0.6 * len(names)), 8.5 if grid else 6),
+                             gridspec_kw={"height_ratios": [3, 3, 2] if grid else [1, 1]})
+    a1, a2 = axes[0], axes[1]
+    a1.sharex(a2)
+    a1.tick_params(labelbottom=False)
     a1.bar(x, [b["survival_rate"] or 0 for b in blocks], color="tab:blue")
     a1.set_ylabel("survival rate")
     a1.set_ylim(0, 1.05)
@@ -96,7 +139,11 @@ def plot_stats(info: dict, out) -> None:
     a2.axhline(0, color="black", lw=0.8)
     a2.set_ylabel("importance\nE[loss|dropped] - E[loss|kept]")
     a2.set_xticks(x, names, rotation=45, ha="right")
-    fig.suptitle(f"{Path(info['model']).name}: schedule {info['schedule']}")
+    if grid:
+        _draw_grid(axes[2], grid)
+    removed = [u.get("label", u.get("unit")) for u in info.get("removed") or []]
+    fig.suptitle(f"{Path(info['model']).name}: schedule {info['schedule']}"
+                 + (f"\nremoved: {', '.join(removed)}" if removed else ""), fontsize=10)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

@@ -314,7 +314,9 @@ def _branch_step(p: PrunePlan) -> dict:
     """A branch-level prune step's record: its granularity and the units removed, by name (attn at depth 3)."""
     if p.granularity != "branch":
         return {}
-    return {"granularity": "branch", "removed_units": p.removed_labels()}
+    units = [{"unit": r["path"], "kind": r.get("kind", "block"), "depth": r.get("depth", r["index"]), "label": label}
+             for r, label in zip(p.removed, p.removed_labels())]
+    return {"granularity": "branch", "removed_units": units}
 
 
 def _branch_fields(parent: Sidecar, p: PrunePlan, kept_units: list) -> dict:

@@ -77,7 +77,8 @@ def _evaluate(path, data: str | None) -> tuple[dict, object]:
             "keep_flops": steps[-1].get("flops_ratio_total") if budgeted else None,
             "parent": model_name(steps[-1]["parent"]) if steps else None,
             "accuracy": acc, "params": count_params(bundle.model), "flops": flops,
-            "blocks": len(sc.blocks), "data": source}, ds
+            "blocks": len(sc.blocks), "data": source,
+            "removed": [u.get("label") or u.get("unit") for u in sc.removed_units]}, ds
 
 
 def model_entry(path, data: str | None = None) -> dict:
