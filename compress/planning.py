@@ -1,8 +1,7 @@
 """What to remove: a target (a share of the blocks, a FLOPs budget, or explicit blocks) turned into units.
 
-A *unit* is what one removal takes out: today a whole residual block. The budget rule below only
-sees each unit's FLOPs and its criterion cost, indexed by the unit's position, so finer units
-(an attention or MLP branch) can be planned by the same code once they are counted.
+A *unit* is what one removal takes out. The budget rule below only sees each unit's FLOPs and its
+criterion cost, indexed by the unit's position.
 
 **FLOPs budget** (``keep_flops`` F): remove units until the model's FLOPs are at most F of the
 original (:func:`budget_removal`):
@@ -15,6 +14,14 @@ original (:func:`budget_removal`):
    keeps the model within the budget is put back: with units of unequal cost (ResNet stages, where
    a late block costs as much as several early ones) a large unit taken late can make small ones
    taken earlier unnecessary.
+
+3. Under branch granularity (units of unequal size: attention and MLP branches, whole blocks), a removed
+   unit is then traded for a kept one of lower criterion cost whenever the model stays within the budget
+   (:func:`_swapped`): the greedy's last pick can be a large unit where a smaller, cheaper one would do.
+   Block-level plans do not take this step (they stay as they were).
+
+A *unit* is a whole block, or under ``granularity`` branch one branch of a block (an attention or MLP
+branch, :mod:`compress.branches`); a block all of whose branches go is removed whole.
 
 This is the classic greedy for the knapsack problem "lose the least criterion score while removing at
 least (1 - F) of the FLOPs". Criteria that only pick a set of a given size (``every-other``, ``last``,
@@ -69,9 +76,37 @@ def _unreachable(flops: list[int], total: int, keep_flops: float) -> CompressErr
                          param="keep_flops")
 
 
-def budget_removal(flops: list[int], costs: list[float], total: int, keep_flops: float) -> list[int]:
+def _cost(c: float) -> float:
+    return max(float(c), 0.0) if not math.isnan(c) else math.inf
+
+
+def _swapped(removed: list[int], flops: list[int], costs: list[float], left: int, limit: float) -> list[int]:
+    """Rule 3 (``refine``): while a removed unit can be traded for a kept one of lower cost that still keeps the
+    model within the budget, trade it (most costly removed unit first; among candidates the cheapest). With
+    units of unequal size (an attention and an MLP branch) the greedy's last pick can overshoot the budget by a
+    large unit where a smaller, cheaper one would have done."""
+    removed = list(removed)
+    for _ in range(len(flops) * len(flops)):
+        kept = [j for j in range(len(flops)) if j not in removed and flops[j] > 0]
+        trade = None
+        for i in sorted(removed, key=lambda i: -_cost(costs[i])):
+            fits = [j for j in kept if _cost(costs[j]) < _cost(costs[i]) and left + flops[i] - flops[j] <= limit]
+            if fits:
+                trade = (i, min(fits, key=lambda j: (_cost(costs[j]), -flops[j], j)))
+                break
+        if trade is None:
+            return removed
+        i, j = trade
+        removed[removed.index(i)] = j
+        left += flops[i] - flops[j]
+    return removed
+
+
+def budget_removal(flops: list[int], costs: list[float], total: int, keep_flops: float,
+                   refine: bool = False) -> list[int]:
     """The units to remove (sorted indices) so that ``total - sum(flops[removed]) <= keep_flops * total``,
-    by the greedy rule in the module docstring. ``flops``/``costs``: per unit; at least one unit stays."""
+    by the greedy rule in the module docstring (``refine``: then rule 3). ``flops``/``costs``: per unit; at
+    least one unit stays."""
     limit = keep_flops * total
     if total <= limit:
         return []
@@ -91,6 +126,8 @@ def budget_removal(flops: list[int], costs: list[float], total: int, keep_flops:
         if left + flops[i] <= limit:
             removed.remove(i)
             left += flops[i]
+    if refine:
+        removed = _swapped(removed, flops, costs, left, limit)
     return sorted(removed)
 
 
@@ -106,9 +143,11 @@ def _smallest_pick(criterion: str, ctx: Context, flops: list[int], total: int, k
     raise _unreachable(flops, total, keep_flops)
 
 
-def flops_budget(criterion: str, ctx: Context, flops: list[int], total: int, keep_flops: float) -> list[int]:
-    """Units to remove (sorted indices into ``ctx.blocks``) so that at most ``keep_flops`` of ``total`` stays."""
+def flops_budget(criterion: str, ctx: Context, flops: list[int], total: int, keep_flops: float,
+                 refine: bool = False) -> list[int]:
+    """Units to remove (sorted indices into ``ctx.blocks``) so that at most ``keep_flops`` of ``total`` stays
+    (``refine``: trade units after the greedy, rule 3; used for branch units)."""
     check_criterion(criterion)
     if criterion in COSTS:
-        return budget_removal(flops, COSTS[criterion](ctx), total, keep_flops)
+        return budget_removal(flops, COSTS[criterion](ctx), total, keep_flops, refine)
     return _smallest_pick(criterion, ctx, flops, total, keep_flops)

@@ -179,7 +179,8 @@ def _removal(target: Target, criterion: str, ctx: Context, total: int) -> tuple[
     if target.blocks is not None:
         return _explicit_removal(target.blocks, n), "explicit"
     if target.keep_flops is not None:
-        return flops_budget(criterion, ctx, [b.flops for b in ctx.blocks], total, target.keep_flops), criterion
+        refine = any(isinstance(u, Branch) for u in ctx.blocks)
+        return flops_budget(criterion, ctx, [b.flops for b in ctx.blocks], total, target.keep_flops, refine), criterion
     return select(criterion, ctx, _n_remove(target.keep, n)), criterion
 
 
