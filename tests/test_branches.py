@@ -97,3 +97,15 @@ def test_blocks_command_lists_branches():
     assert abs(sum(b["flops_share"] for b in info["branches"]) - sum(b["flops_share"] for b in info["blocks"])) < 1e-9
     res = invoke("blocks", "--arch", "vit_tiny")
     assert "blocks.7:mlp" in res.stdout and "norm2, mlp" in res.stdout
+
+
+def test_refined_budget_trades_an_overshooting_large_unit():
+    from compress.planning import budget_removal
+    # three large units (attention) are cheapest per FLOP but fall short; the greedy's fourth large one overshoots
+    flops, costs = [16, 8, 16, 8, 16, 8, 16, 8], [0.9, 0.82, 0.9, 0.82, 0.57, 0.58, 0.85, 0.82]
+    plain = budget_removal(flops, costs, 104, 0.5)
+    refined = budget_removal(flops, costs, 104, 0.5, refine=True)
+    assert sum(flops[i] for i in plain) == 64                       # 4 x 16: 0.385 of the FLOPs stay
+    assert 52 <= sum(flops[i] for i in refined) < 64                # within the budget, closer to it
+    assert sum(costs[i] for i in refined) < sum(costs[i] for i in plain)
+    assert budget_removal([40, 10, 10, 10], [0.6, 0.1, 0.1, 0.1], 100, 0.6, refine=True) == [0]

@@ -75,7 +75,7 @@ def test_prune_branches_to_a_budget_exports_smaller_graphs(branchy, tmp_path):
     gone = [u for u in r["plan"]["removed"]]
     assert {(b["block"], b["call"]) for b in sc.removed_branches} | set(sc.removed_blocks) \
         >= {(u["block_path"], u["call"]) for u in gone if u["block_path"] not in sc.removed_blocks}
-    assert sc.lineage[-1]["removed_units"] == [u["label"] for u in gone]
+    assert [u["label"] for u in sc.lineage[-1]["removed_units"]] == [u["label"] for u in gone]
     # the graphs lose the removed branches' matmuls: 4 per attention (qkv, q@k, attn@v, proj), 2 per MLP, 1 head
     kept = [u["kind"] for u in sc.branches]
     whole = [b for b in sc.blocks if not any(u["block_path"] == b["path"] for u in sc.branches)]
@@ -104,3 +104,22 @@ def test_a_mistyped_removed_branch_is_refused(branchy, tmp_path):
                                                                      "shape": [4]}]})
     with pytest.raises(compress.CompressError, match="removed_branches must be"):
         parse_sidecar(text, "x.compress.json")
+
+
+def test_removed_branches_are_named_in_the_plot_and_the_report(branchy, tmp_path):
+    out = tmp_path / "p.pdparams"
+    res = invoke("prune", branchy, "--keep-flops", 0.7, "--epochs", 0, "--out", out)
+    assert res.exit_code == 0, res.output
+    sc = compress.load_model(out).sidecar
+    labels = [u["label"] for u in sc.removed_units]
+    assert labels and all(" at depth " in x for x in labels)
+    from compress.workflows.inspect import _branch_grid, plot_stats, read_stats
+    info = read_stats(out)
+    grid = _branch_grid(info)
+    assert sorted(k for k, v in grid.items() if not v) == sorted((u["kind"], u["depth"]) for u in sc.removed_units
+                                                                 if u["kind"] != "block")
+    plot_stats(info, tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0
+    from compress.reporting import render_markdown
+    md = render_markdown({"models": [{"name": "p", "removed": labels}], "headline": "h"})
+    assert "## Removed units" in md and labels[0] in md
