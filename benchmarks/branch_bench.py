@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # tiny_models: the third-party (timm-style) ViT, an installed-style module
 
+from compress.fileio import atomic_path, write_json  # noqa: E402
 from compress.measurement import machine_info  # noqa: E402
 from compress.training import FitConfig  # noqa: E402
 from compress.workflows.prune import HealConfig, prune  # noqa: E402
@@ -86,7 +87,10 @@ def main(argv=None):
     ap.add_argument("--train-epochs", type=int, default=None, help="default: 3 from the sample, 15 from scratch")
     ap.add_argument("--heal-epochs", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/branch_bench.json"))
+    ap.add_argument("--table", action="store_true", help="only print (and write the .md of) the existing --out")
     a = ap.parse_args(argv)
+    if a.table:
+        return _publish(json.loads(Path(a.out).read_text()), Path(a.out), rewrite=False)
     t0 = time.time()
     log = lambda m: print(f"[{time.time() - t0:.0f} s] {m}", file=sys.stderr, flush=True)  # noqa: E731
     rows, latency = [], {}
@@ -100,12 +104,17 @@ def main(argv=None):
     info = {"keep_flops": a.keep_flops, "heal_epochs": a.heal_epochs, "train_epochs": a.train_epochs,
             "archs": {k: {**v, "init": str(v["init"]) if v["init"] else None} for k, v in ARCHS.items()},
             "machine": machine_info(1), "seconds": round(time.time() - t0), "rows": rows, "latency": latency}
-    out = Path(a.out)
+    _publish(info, Path(a.out))
+
+
+def _publish(info: dict, out: Path, rewrite: bool = True) -> None:
+    """The results as JSON (unless only the table is redone) and as a markdown table next to it; printed."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(info, indent=1))
-    text = table(info)
-    out.with_suffix(".md").write_text(text + "\n")
-    print(text)
+    if rewrite:
+        write_json(out, info)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(table(info) + "\n")
+    print(table(info))
 
 
 def _ms(xs) -> str:

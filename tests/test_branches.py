@@ -47,6 +47,9 @@ def test_wrapped_blocks_stay_whole_and_block_granularity_is_the_blocks():
     model = TinyCNN()
     units, blocks, _ = units_with_flops(model, SHAPE, None, "branch")
     assert units == blocks and find_branches(model, SHAPE, blocks) == {}
+    timm_without = TimmViT(depth=2, drop_path_rate=0.0)   # timm puts nn.Identity where DropPath would be
+    units, blocks, _ = units_with_flops(timm_without, SHAPE, None, "branch")
+    assert units == blocks and [b.droppath for b in blocks] == ["wrapped", "wrapped"]
     vit = _vit()
     units, blocks, _ = units_with_flops(vit, SHAPE, None, "block")
     assert units == blocks

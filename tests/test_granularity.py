@@ -33,8 +33,9 @@ def test_each_branch_takes_its_own_mask():
     model = TimmViT(img_size=8, depth=2, embed_dim=16)
     units, _, _ = units_with_flops(model, (1, 8, 8), None, "branch")
     x = paddle.randn([32, 1, 8, 8])
+    model.eval()
     with switched_off(model, [surgery_unit(units[2])]):
-        want = model(x).numpy()  # eval mode
+        want = model(x).numpy()
     sd = StochasticDepth(model, units, SurvivalStats(len(units), [u.path for u in units])).attach()
     sd.rates = np.array([0.0, 0.0, 0.5, 0.0])
     model.train()

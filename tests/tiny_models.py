@@ -110,45 +110,65 @@ class SideHeadCNN(nn.Layer):
 
 
 # --------------------------------------------------------------------------- timm-style ViT (third party)
-class TimmDropPath(nn.Layer):
-    """timm's DropPath (drop_path1 / drop_path2 each called once per block)."""
+def timm_drop_path(x, drop_prob: float = 0.0, training: bool = False, scale_by_keep: bool = True):
+    """timm's drop_path function."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1 - drop_prob
+    random_tensor = paddle.bernoulli(paddle.full([x.shape[0]] + [1] * (x.ndim - 1), keep_prob, dtype=x.dtype))
+    if keep_prob > 0.0 and scale_by_keep:
+        random_tensor = random_tensor / keep_prob
+    return x * random_tensor
 
-    def __init__(self, drop_prob=0.0):
+
+class TimmDropPath(nn.Layer):
+    """timm's DropPath (a block's drop_path1 / drop_path2, each called once)."""
+
+    def __init__(self, drop_prob=0.0, scale_by_keep=True):
         super().__init__()
-        self.drop_prob = drop_prob
+        self.drop_prob, self.scale_by_keep = drop_prob, scale_by_keep
 
     def forward(self, x):
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = (paddle.rand([x.shape[0]] + [1] * (x.ndim - 1)) < keep).astype(x.dtype)
-        return x * mask / keep
+        return timm_drop_path(x, self.drop_prob, self.training, self.scale_by_keep)
 
 
 class TimmAttention(nn.Layer):
-    def __init__(self, dim, num_heads):
+    """timm's Attention (q/k norms and dropouts as identities, as timm builds them by default)."""
+
+    def __init__(self, dim, num_heads, qkv_bias=True):
         super().__init__()
         self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3)
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
+        self.q_norm, self.k_norm = nn.Identity(), nn.Identity()
+        self.attn_drop = nn.Dropout(0.0)
         self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(0.0)
 
     def forward(self, x):
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape([b, n, 3, self.num_heads, c // self.num_heads]).transpose([2, 0, 3, 1, 4])
-        attn = F.softmax(paddle.matmul(qkv[0], qkv[1], transpose_y=True) * self.scale, axis=-1)
-        return self.proj(paddle.matmul(attn, qkv[2]).transpose([0, 2, 1, 3]).reshape([b, n, c]))
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape([B, N, 3, self.num_heads, self.head_dim]).transpose([2, 0, 3, 1, 4])
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q) * self.head_dim ** -0.5, self.k_norm(k)
+        attn = self.attn_drop(F.softmax(q @ k.transpose([0, 1, 3, 2]), axis=-1))
+        x = (attn @ v).transpose([0, 2, 1, 3]).reshape([B, N, C])
+        return self.proj_drop(self.proj(x))
 
 
 class TimmMlp(nn.Layer):
-    def __init__(self, dim, hidden):
+    """timm's Mlp: fc1, act, drop1, norm (identity), fc2, drop2."""
+
+    def __init__(self, in_features, hidden_features):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = nn.Linear(in_features, hidden_features)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.drop1 = nn.Dropout(0.0)
+        self.norm = nn.Identity()
+        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.drop2 = nn.Dropout(0.0)
 
     def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
+        return self.drop2(self.fc2(self.norm(self.drop1(self.act(self.fc1(x))))))
 
 
 class TimmBlock(nn.Layer):
@@ -159,11 +179,12 @@ class TimmBlock(nn.Layer):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = TimmAttention(dim, num_heads)
         self.ls1 = nn.Identity()
-        self.drop_path1 = TimmDropPath(drop_path)
+        # as in timm: no DropPath layer at all when the rate is 0 (compress then sees a wrapped block)
+        self.drop_path1 = TimmDropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = TimmMlp(dim, int(dim * mlp_ratio))
         self.ls2 = nn.Identity()
-        self.drop_path2 = TimmDropPath(drop_path)
+        self.drop_path2 = TimmDropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
     def forward(self, x):
         x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
@@ -171,10 +192,12 @@ class TimmBlock(nn.Layer):
 
 
 class TimmViT(nn.Layer):
-    """A small timm-style VisionTransformer (patch_embed, cls-free mean pooling, blocks, norm, head)."""
+    """A small timm-style VisionTransformer (patch_embed, cls-free mean pooling, blocks, norm, head); its blocks
+    get DropPath layers only with ``drop_path_rate`` > 0 (timm's rule; 0.1 here, as timm ViTs are usually
+    fine-tuned; compress sets the rates itself when it drives them)."""
 
     def __init__(self, num_classes=10, in_chans=1, img_size=16, patch=2, embed_dim=32, depth=4, num_heads=2,
-                 mlp_ratio=2.0, drop_path_rate=0.0):
+                 mlp_ratio=2.0, drop_path_rate=0.1):
         super().__init__()
         self.patch_embed = nn.Conv2D(in_chans, embed_dim, patch, stride=patch)
         n = (img_size // patch) ** 2
