@@ -34,7 +34,7 @@ def prune(
     model: Path = typer.Argument(..., help="A model written by compress (weights + sidecar)."),
     keep: Optional[float] = typer.Option(None, help="Share of removable blocks to keep, in (0, 1]; round(K*L) blocks stay (halves round up), at least one."),
     keep_flops: Optional[float] = typer.Option(None, "--keep-flops", help="FLOPs budget in (0, 1]: remove blocks until at most this share of the model's FLOPs stays, cheapest criterion score per FLOP first."),
-    blocks: Optional[str] = typer.Option(None, help="Explicit block indices to remove, e.g. 3,5,7 (see `compress blocks`)."),
+    blocks: Optional[str] = typer.Option(None, help="Explicit block indices to remove, e.g. 3,5,7 (see `compress blocks`); under --granularity branch, unit indices (blocks in order, each split into its branches)."),
     criterion: str = typer.Option(DEFAULT_CRITERION, help=f"How blocks are chosen: {', '.join(CRITERIA)}."),
     blocks_from: Optional[str] = typer.Option(None, "--blocks-from", help=BLOCKS_FROM_HELP
                                               + " Default: the pattern in the model's sidecar, if any."),
