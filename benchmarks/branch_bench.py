@@ -50,8 +50,9 @@ def _train(arch: str, spec: dict, granularity: str, seed: int, epochs: int, out:
     return train(out, arch=arch, arch_kwargs=spec["kwargs"], input_shape=(1, 16, 16), config=cfg)
 
 
-def _prune(model: Path, keep_flops: float, seed: int, epochs: int, out: Path) -> dict:
-    r = prune(model, keep_flops=keep_flops, out=out, heal=HealConfig(epochs=epochs, patience=epochs, seed=seed))
+def _prune(model: Path, keep_flops: float, seed: int, epochs: int, out: Path, criterion: str) -> dict:
+    r = prune(model, keep_flops=keep_flops, out=out, criterion=criterion,
+              heal=HealConfig(epochs=epochs, patience=epochs, seed=seed))
     return {"keep_flops": keep_flops, "flops_ratio": r.plan.flops_ratio, "removed": r.plan.removed_labels(),
             "surgery_max_abs_diff": r.surgery_check["max_abs_diff"], **r.accuracy}
 
@@ -63,9 +64,11 @@ def _one(arch, spec, seed, a, tmp: Path, log) -> dict:
         sc = _train(arch, spec, g, seed, epochs, tmp / f"{g}.pdparams")
         row[f"{g}_trained"] = sc.metrics["test_accuracy"]
         log(f"{arch} seed {seed}: trained ({g}) {sc.metrics['test_accuracy']:.4f}")
-    row["block"] = _prune(tmp / "block.pdparams", a.keep_flops, seed, a.heal_epochs, tmp / "block_p.pdparams")
+    row["block"] = _prune(tmp / "block.pdparams", a.keep_flops, seed, a.heal_epochs, tmp / "block_p.pdparams",
+                          a.criterion)
     equal = math.ceil(row["block"]["flops_ratio"] * 1e4) / 1e4
-    row["branch"] = _prune(tmp / "branch.pdparams", equal, seed, a.heal_epochs, tmp / "branch_p.pdparams")
+    row["branch"] = _prune(tmp / "branch.pdparams", equal, seed, a.heal_epochs, tmp / "branch_p.pdparams",
+                           a.criterion)
     log(f"{arch} seed {seed}: block {row['block']}; branch {row['branch']}")
     return row
 
@@ -86,6 +89,8 @@ def main(argv=None):
     ap.add_argument("--keep-flops", type=float, default=0.5)
     ap.add_argument("--train-epochs", type=int, default=None, help="default: 3 from the sample, 15 from scratch")
     ap.add_argument("--heal-epochs", type=int, default=3)
+    ap.add_argument("--criterion", default="survival")
+    ap.add_argument("--no-latency", action="store_true", help="skip the report (latency) step")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/branch_bench.json"))
     ap.add_argument("--table", action="store_true", help="only print (and write the .md of) the existing --out")
     a = ap.parse_args(argv)
@@ -98,10 +103,11 @@ def main(argv=None):
         for seed in [int(s) for s in a.seeds.split(",")]:
             with tempfile.TemporaryDirectory() as tmp:
                 rows.append(_one(arch, ARCHS[arch], seed, a, Path(tmp), log))
-                if seed == 0:
+                if seed == 0 and not a.no_latency:
                     latency[arch] = _latency(Path(tmp), Path(tmp) / "report")
                     log(f"{arch}: latency {latency[arch]}")
     info = {"keep_flops": a.keep_flops, "heal_epochs": a.heal_epochs, "train_epochs": a.train_epochs,
+            "criterion": a.criterion,
             "archs": {k: {**v, "init": str(v["init"]) if v["init"] else None} for k, v in ARCHS.items()},
             "machine": machine_info(1), "seconds": round(time.time() - t0), "rows": rows, "latency": latency}
     _publish(info, Path(a.out))
@@ -125,7 +131,8 @@ def _ms(xs) -> str:
 def table(info) -> str:
     m = info["machine"]
     lines = [f"FLOPs budget {info['keep_flops']} (branch: the block plan's ratio), healing {info['heal_epochs']} "
-             f"epochs (distillation), survival criterion, digits test accuracy %, mean ± sd over seeds; "
+             f"epochs (distillation), criterion {info.get('criterion', 'survival')}, digits test accuracy %, "
+             f"mean ± sd over seeds; "
              f"CPU {m['cpu']} (flags {', '.join(m['cpu_flags']) or 'none'}).", "",
              "| arch | granularity | trained | FLOPs ratio | after removal | after healing | branch − block | removed (seed 0) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -138,7 +145,7 @@ def table(info) -> str:
                          f"{_ms([r[g]['after_removal'] for r in rs])} | {_ms([r[g]['after_healing'] for r in rs])} | "
                          f"{_ms(gain) if g == 'branch' else ''} | {', '.join(rs[0][g]['removed'])} |")
     lines += ["", "| arch | model | runtime | FLOPs ratio | latency ratio | latency / FLOPs |", "|---|---|---|---|---|---|"]
-    for arch, recs in info["latency"].items():
+    for arch, recs in (info.get("latency") or {}).items():
         for r in recs:
             lr = r["latency_ratio"]
             lines.append(f"| {arch} | {r['model']} | {r['runtime']} | {r['flops_ratio']:.3f} | "
