@@ -7,7 +7,10 @@ parameter names stay untouched:
 * wrapped blocks: ``y = x + mask * (B(x) - x) / keep`` (post-hook);
 * blocks with their own DropPath layer(s): those layers are swapped for a
   ``DropPath`` that applies the block's mask, drawn once per forward, so a
-  dropped block is exactly the identity, as after removal.
+  dropped block is exactly the identity, as after removal;
+* branches (``granularity`` branch, :mod:`compress.branches`): the units are a block's DropPath
+  calls, and the k-th call of the block's forward applies branch k's own mask (and feeds its
+  residual ratio: the branch's output against the input of its body).
 
 It reports each step's masks and residual ratios to a ``SurvivalStats`` (the ratios summed on the
 device, copied to the host when the statistics are read).

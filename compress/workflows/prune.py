@@ -68,9 +68,12 @@ class HealConfig:
 
 @dataclass
 class PrunePlan:
-    """Which blocks go (indices into the model's current blocks), and what that saves.
+    """Which units go (indices into the model's current units: its blocks, or under ``granularity`` branch its
+    blocks split into branches), and what that saves.
 
-    ``removed``: per removed block, its index, path, parameters, FLOPs and own DropPath layers;
+    ``removed``: per removed unit, its index, path (a branch: its name, ``blocks.3:attn``), parameters, FLOPs
+    and own DropPath layers (a branch also: block path, depth, DropPath call, kind, label, removal record);
+    ``remove_paths``: the blocks removed whole; ``remove_branches``: the branches whose body goes;
     ``keep_flops``: the FLOPs budget it was planned for (None: planned by count or by hand).
     """
 
