@@ -144,7 +144,9 @@ def table(info) -> str:
                          f"{statistics.mean(r[g]['flops_ratio'] for r in rs):.3f} | "
                          f"{_ms([r[g]['after_removal'] for r in rs])} | {_ms([r[g]['after_healing'] for r in rs])} | "
                          f"{_ms(gain) if g == 'branch' else ''} | {', '.join(rs[0][g]['removed'])} |")
-    lines += ["", "| arch | model | runtime | FLOPs ratio | latency ratio | latency / FLOPs |", "|---|---|---|---|---|---|"]
+    if info.get("latency"):
+        lines += ["", "| arch | model | runtime | FLOPs ratio | latency ratio | latency / FLOPs |",
+                  "|---|---|---|---|---|---|"]
     for arch, recs in (info.get("latency") or {}).items():
         for r in recs:
             lr = r["latency_ratio"]
