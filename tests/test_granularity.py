@@ -124,3 +124,13 @@ def test_removed_branches_are_named_in_the_plot_and_the_report(branchy, tmp_path
     from compress.reporting import render_markdown
     md = render_markdown({"models": [{"name": "p", "removed": labels}], "headline": "h"})
     assert "## Removed units" in md and labels[0] in md
+
+
+def test_a_block_level_sidecar_has_no_branch_keys(tmp_path):
+    from compress.training import FitConfig
+    from compress.workflows.train import train
+    for g, keys in (("block", []), ("branch", ["granularity", "branches"])):
+        train(tmp_path / f"{g}.pdparams", arch="vit_tiny", arch_kwargs={"depth": 2, "dim": 16},
+              config=FitConfig(epochs=0, granularity=g))
+        d = json.loads((tmp_path / f"{g}.compress.json").read_text())
+        assert [k for k in ("granularity", "branches", "removed_branches") if k in d] == keys

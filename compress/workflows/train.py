@@ -91,7 +91,11 @@ def _trained_sidecar(start: _Start, ds: ModelData, model, units, blocks, flops: 
         statistics_sums=res.stats.to_json() if res.stats is not None else None,
         metrics={"test_accuracy": test_acc, "val_accuracy": val_acc},
         lineage=start.lineage, pretrained=start.pretrained.record() if start.pretrained is not None else None,
+        absent=BRANCH_KEYS,  # a block-level model's file stays what it was (written when they say something)
     )
+
+
+BRANCH_KEYS = frozenset(("granularity", "branches", "removed_branches"))
 
 
 def _granularity_fields(granularity: str, units, removed_branches: list) -> dict:
