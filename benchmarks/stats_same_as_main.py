@@ -19,7 +19,7 @@ import numpy as np
 
 import compress
 from compress.blocks import find_blocks
-from compress.data import load_data
+from compress.data import ModelData
 from compress.models import load_model
 from compress.training import FitConfig, fit
 
@@ -30,7 +30,7 @@ def run(out: str) -> None:
     result = {"code": compress.__file__}
     for name in ("resnet_tiny", "vit_tiny"):
         bundle = load_model(ROOT / "sample_models" / f"{name}.pdparams")
-        data = load_data("digits", bundle.input_shape)
+        data = ModelData.open("digits", bundle.input_shape)
         cfg = FitConfig(epochs=2, batch_size=64, seed=0, drop_path_rate=0.2, schedule="adaptive", warmup_epochs=1,
                         target_keep=0.5)
         res = fit(bundle.model, data, cfg, blocks=find_blocks(bundle.model, bundle.input_shape))
