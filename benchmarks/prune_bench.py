@@ -48,9 +48,13 @@ def main(argv=None):
                                  "distill_target": target, "removed": r.plan.remove, **r.accuracy})
                     print(f"{Path(model).stem} keep {keep} {crit} {target} seed {seed}: {r.accuracy} "
                           f"[{time.time() - t0:.0f} s]", file=sys.stderr, flush=True)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"epochs": a.epochs, "seeds": seeds, "rows": rows}, indent=1))
+                    save(a.out, a.epochs, seeds, rows)  # after every run: an interrupted benchmark keeps its rows
     print(table(rows, a.epochs, seeds))
+
+
+def save(out, epochs, seeds, rows) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps({"epochs": epochs, "seeds": seeds, "rows": rows}, indent=1))
 
 
 def table(rows, epochs, seeds) -> str:
@@ -65,7 +69,8 @@ def table(rows, epochs, seeds) -> str:
         rem = statistics.mean(r["after_removal"] for r in rs) * 100
         heal = statistics.mean(r["after_healing"] for r in rs) * 100
         orig = rs[0]["original"] * 100
-        removed = ",".join(map(str, rs[0]["removed"])) if len({tuple(r["removed"]) for r in rs}) == 1 else "varies"
+        picks = {tuple(r["removed"]) if r.get("removed") is not None else None for r in rs}
+        removed = "-" if picks == {None} else ",".join(map(str, rs[0]["removed"])) if len(picks) == 1 else "varies"
         per_seed = " / ".join(f"{r['after_healing'] * 100:.2f}" for r in rs)
         out.append(f"| {model} | {keep} | {crit} | {target} | {removed} | {rem:.2f} | {heal:.2f} ({per_seed}) "
                    f"| {heal - orig:+.2f} |")
