@@ -23,6 +23,8 @@ from .checkpoint import Checkpointing, open_checkpoint, state_digest
 from .distributed import all_reduce_sum, gather_rows, part
 from .droppath import StochasticDepth
 from .errors import CompressError
+from .layers import get_sublayer
+from .pretrained import find_classifier
 from .progress import NULL, Progress
 from .schedules import make_schedule
 from .statistics import SurvivalStats, increments
@@ -94,6 +96,7 @@ class FitConfig:
     # healing: distillation from a teacher's logits
     alpha: float = 0.5          # weight of the KD term
     temperature: float = 2.0
+    hidden_weight: float = 0.0  # with a teacher: weight (inside alpha) of the MSE on the classifier's input
     patience: int | None = None  # early stopping on val accuracy; None = run all epochs
     keep_best: bool = False
     granularity: str = "block"   # the units DropPath drives: whole blocks, or branches (compress.branches)
@@ -105,6 +108,8 @@ class FitConfig:
                                 param=("epochs", "batch_size", "lr", "weight_decay"))
         if check_granularity(self.granularity) is None:
             raise CompressError("`granularity` must be one of block, branch", param="granularity")
+        if not (math.isfinite(self.hidden_weight) and self.hidden_weight >= 0):
+            raise CompressError("`hidden_weight` must be a finite number >= 0", param="hidden_weight")
         # the schedule checks its own options: schedule, drop_path_rate, target_keep, max_rate
         make_schedule(self.schedule, 1, self.drop_path_rate, target_keep=self.target_keep,
                       warmup=self.warmup_epochs, max_rate=self.max_rate)
@@ -137,17 +142,51 @@ def distillation_loss(logits, teacher_logits, temperature: float, scale: float =
                     reduction="sum") * scale * temperature * temperature
 
 
+def hidden_loss(hidden, teacher_hidden, scale: float = 1.0):
+    """Hidden-state distillation: per sample, the mean squared difference between the student's and the
+    teacher's final hidden state (the classifier's input), relative to the teacher's mean square over the
+    batch (so its size does not depend on the features' scale); summed over the batch, times ``scale``."""
+    s, t = hidden.reshape([hidden.shape[0], -1]), teacher_hidden.reshape([teacher_hidden.shape[0], -1])
+    return ((s - t) ** 2).mean(axis=1).sum() * scale / ((t ** 2).mean() + 1e-12)
+
+
+class HiddenTap:
+    """Captures the input of a model's classifier (its final hidden state) on every forward pass."""
+
+    def __init__(self, model, path: str):
+        self.value = None
+        self.handle = get_sublayer(model, path).register_forward_pre_hook(self._hook)
+
+    def _hook(self, _layer, inputs):
+        self.value = inputs[0]
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def hidden_taps(model, teacher, input_shape, num_classes: int) -> tuple[HiddenTap, HiddenTap]:
+    """(student tap, teacher tap) on the classifier each model has (found by probing, see
+    :func:`compress.pretrained.find_classifier`); refused when either has none."""
+    paths = [find_classifier(m, input_shape, num_classes) for m in (model, teacher)]
+    if None in paths:
+        raise CompressError("hidden-state distillation needs a classifier layer (a Linear or Conv giving the "
+                            "logits) in the student and the teacher; none was found: distil the logits only",
+                            param="hidden_weight")
+    return HiddenTap(model, paths[0]), HiddenTap(teacher, paths[1])
+
+
 def as_tensor(a):
     """A loader's batch (already a paddle tensor) as is; a numpy array as a tensor."""
     return a if isinstance(a, paddle.Tensor) else paddle.to_tensor(a)
 
 
-def train_step(runner, opt, xb, yb, config: FitConfig, scale: float, teacher=None):
+def train_step(runner, opt, xb, yb, config: FitConfig, scale: float, teacher=None, taps=None):
     """One optimisation step on a batch (numpy arrays or paddle tensors); returns (loss, per-sample
     task losses) as a float32 scalar and a float32 array, fetched from the device together (one copy).
 
     ``scale`` turns the summed loss into this process's share of the global batch's mean.
-    With a ``teacher``, the loss is ``(1 - alpha) * task + alpha * distillation``.
+    With a ``teacher``, the loss is ``(1 - alpha) * task + alpha * distillation``; with ``taps`` (the
+    student's and the teacher's :class:`HiddenTap`), distillation adds ``hidden_weight`` * :func:`hidden_loss`.
     """
     x = as_tensor(xb)
     logits = runner(x)
@@ -157,7 +196,10 @@ def train_step(runner, opt, xb, yb, config: FitConfig, scale: float, teacher=Non
     if teacher is not None:
         with paddle.no_grad():
             t_logits = teacher(x)
-        loss = (1 - config.alpha) * loss + config.alpha * distillation_loss(logits, t_logits, config.temperature, scale)
+        kd = distillation_loss(logits, t_logits, config.temperature, scale)
+        if taps is not None:
+            kd = kd + config.hidden_weight * hidden_loss(taps[0].value, taps[1].value, scale)
+        loss = (1 - config.alpha) * loss + config.alpha * kd
     loss.backward()
     opt.step()
     opt.clear_grad()
@@ -334,6 +376,7 @@ class _Loop:
     teacher: object
     depth: DepthRun | None
     shard: tuple[int, int]
+    taps: tuple | None = None   # (student, teacher) HiddenTap: hidden-state distillation
 
     @property
     def steps(self) -> int:
@@ -354,7 +397,8 @@ class _Loop:
             global_size = min(cfg.batch_size, self.n_train - step * cfg.batch_size)
             if self.depth is not None:
                 self.depth.step(global_size, self.shard[0])
-            loss, per_sample = train_step(self.runner, self.opt, xb, yb, cfg, world / global_size, self.teacher)
+            loss, per_sample = train_step(self.runner, self.opt, xb, yb, cfg, world / global_size, self.teacher,
+                                          self.taps)
             if self.sched is not None:
                 self.sched.step()
             if self.depth is not None:
@@ -384,7 +428,8 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
     """Train ``model`` on ``data`` (a ``compress.data.ModelData``: its training split streamed through its
     preprocess, augmentation included); with ``blocks`` and a drop rate, under stochastic depth with statistics.
 
-    ``teacher`` adds distillation (KL on temperature-scaled logits, weight ``alpha``).
+    ``teacher`` adds distillation (KL on temperature-scaled logits, weight ``alpha``; with ``hidden_weight``,
+    an MSE on the classifier's input too, see :func:`hidden_loss`).
     ``shard=(rank, world)`` keeps this process's part of every global batch
     (data parallel); ``wrap`` is applied to the model for the forward pass
     (``paddle.DataParallel``). A loss that stops being finite ends the run with a ``CompressError``.
@@ -398,6 +443,8 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
         checkpoint.write = shard[0] == 0
     saved = open_checkpoint(checkpoint)
     saved = saved.load() if saved is not None else None
+    taps = hidden_taps(model, teacher, data.preprocess.input_shape, data.num_classes) \
+        if teacher is not None and config.hidden_weight > 0 else None
     seed_everything(config.seed)
     train_loader = data.loader("train", config.batch_size, train=True, seed=config.seed, rank=shard[0],
                                world=shard[1])
@@ -409,9 +456,11 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
         opt, sched = make_optimizer(model, config, len(train_loader))
         depth = DepthRun(model, blocks, config, world_size=shard[1]) if blocks and config.drop_path_rate > 0 else None
         loop = _Loop(model, wrap(model) if wrap else model, train_loader, data.size("train"), config, opt, sched,
-                     teacher, depth, shard)
+                     teacher, depth, shard, taps)
         return _run(loop, val_loader, progress, checkpoint, saved)
     finally:
+        for tap in taps or ():
+            tap.remove()
         train_loader.close()
         if val_loader is not None:
             val_loader.close()

@@ -150,3 +150,45 @@ def test_two_process_healing_matches_one_process(tmp_path):
     assert moved > 1e-3 and diff < 1e-5, (moved, diff)
     # only rank 0 wrote: exactly one output model and sidecar
     assert sorted(p.name for p in tmp_path.glob("two*")) == ["two.compress.json", "two.pdparams"]
+
+
+def test_hidden_loss_is_zero_on_equal_states_and_scale_free():
+    import paddle
+
+    from compress.training import hidden_loss
+
+    t = paddle.to_tensor(np.random.default_rng(0).normal(size=(4, 6)).astype("float32"))
+    s = t + 0.5
+    assert float(hidden_loss(t, t)) == 0.0
+    base = float(hidden_loss(s, t))
+    assert base > 0 and abs(float(hidden_loss(10 * s, 10 * t)) - base) < 1e-4 * base  # features' scale cancels
+    assert abs(float(hidden_loss(s, t, scale=0.25)) - base / 4) < 1e-6
+
+
+def test_heal_distilling_the_hidden_state(trained, tmp_path):
+    healing = {}
+    for target in ("logits", "hidden"):
+        out = tmp_path / f"{target}.pdparams"
+        res = invoke("prune", trained, "--keep", 0.5, "--epochs", 1, "--patience", 1, "--distill-target", target,
+                     "--out", out, "--json")
+        assert res.exit_code == 0, res.output
+        healing[target] = compress.load_model(out).sidecar["lineage"][-1]["healing"]
+        assert healing[target]["distill_target"] == target
+    # the MSE term is in the loss (the same seed, data and epochs otherwise): a larger training loss
+    assert healing["hidden"]["history"][0]["loss"] > healing["logits"]["history"][0]["loss"]
+    assert "--distill-target must be one of logits, hidden" in one_line_error(
+        invoke("prune", trained, "--keep", 0.5, "--distill-target", "features"))
+
+
+def test_hidden_distillation_needs_a_classifier():
+    import paddle.nn as nn
+
+    from compress.errors import CompressError
+    from compress.training import hidden_taps
+
+    class NoHead(nn.Layer):  # its logits come from a pooling, no Linear/Conv gives them
+        def forward(self, x):
+            return x.reshape([x.shape[0], -1])[:, :10]
+
+    with pytest.raises(CompressError, match="classifier"):
+        hidden_taps(NoHead(), NoHead(), (1, 4, 4), 10)

@@ -47,6 +47,9 @@ def prune(
     distill: bool = typer.Option(True, "--distill/--no-distill", help="Distil from the unpruned model while healing."),
     temperature: float = typer.Option(2.0),
     alpha: float = typer.Option(0.5, help="Weight of the distillation term (1 - alpha on the task loss)."),
+    distill_target: str = typer.Option("logits", "--distill-target", help="What healing distils: logits (KL on the "
+                                       "logits), or hidden (that plus an MSE on the final hidden state, the "
+                                       "classifier's input)."),
     patience: int = typer.Option(2, help="Early stopping: epochs without a better val accuracy."),
     seed: int = typer.Option(0),
     augment: Optional[str] = typer.Option(None, "--augment", help="Healing's augmentation (default: the one the model "
@@ -60,7 +63,7 @@ def prune(
 ):
     """Remove the blocks the network learned to live without, then heal it by distillation."""
     cfg = HealConfig(epochs=epochs, batch_size=batch_size, lr=lr, distill=distill, temperature=temperature,
-                     alpha=alpha, patience=patience, seed=seed)
+                     alpha=alpha, patience=patience, seed=seed, distill_target=distill_target)
     res = prune_model(model, keep=keep, blocks=_parse_blocks(blocks), criterion=criterion, out=out, data=data,
                       heal=cfg, dry_run=dry_run, export_dir=export, progress=RichProgress(),
                       blocks_from=blocks_from, keep_flops=keep_flops,

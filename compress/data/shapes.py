@@ -6,8 +6,10 @@ storage and no download, at any count and any resolution: ten shape classes (cir
 triangle, pentagon, hexagon, star, cross, ring, crescent, arrow) in RGB, each image a pure
 function of ``(seed, index, size)``, varying in position, scale, rotation, aspect, colour and
 fill texture (flat, stripes, checks, gradient, blobs), on a textured background with clutter
-(lines, small distractor shapes of any class), sometimes partly occluded, blurred, and with
-sensor noise. Labels are balanced (``index % 10``).
+(thin lines, a small distractor shape of any class), sometimes partly occluded, blurred, and with
+sensor noise. The object is a bright one on a dark background or the reverse, and the background's
+texture has a lower contrast than the object's, so that the shape is what tells the classes apart.
+Labels are balanced (``index % 10``).
 
 ``--data shapes`` is 10,000 images (6,000 / 2,000 / 2,000 by index ranges), so 0.5 points of
 test accuracy are 10 images; ``shapes:N`` gives N images, ``shapes:N:S`` uses seed S.
@@ -92,14 +94,22 @@ def _mask(cls: int, size: int, cx, cy, r, rot, aspect, rng) -> Image.Image:
 
 
 # --------------------------------------------------------------------------- paint
-def _colour(rng) -> np.ndarray:
-    return np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.35, 1.0), rng.uniform(0.35, 1.0)), np.float32)
+# Calibration (benchmarks/shapes_difficulty.py): the object is kept separable from its background
+# (a bright object on a dark background or the reverse, textures of lower contrast behind it), large
+# (a radius of 0.22-0.4 of the side), and the clutter, occlusion and noise are kept light; with the
+# first version (same-contrast textures everywhere, more clutter) the shipped models stayed at chance.
+BRIGHT, DARK = (0.7, 1.0), (0.15, 0.45)   # HSV value ranges of the two tones
 
 
-def _texture(size: int, rng) -> Image.Image:
-    """An RGB fill of one of five kinds (flat, stripes, checks, gradient, blobs) between two colours."""
-    base, kind = _colour(rng), int(rng.integers(5))
-    other = np.clip(base + rng.normal(0, 0.35, 3), 0, 1).astype(np.float32)
+def _colour(rng, value=(0.35, 1.0)) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.35, 1.0), rng.uniform(*value)), np.float32)
+
+
+def _texture(size: int, rng, value=(0.35, 1.0), contrast: float = 1.0) -> Image.Image:
+    """An RGB fill of one of five kinds (flat, stripes, checks, gradient, blobs) between two colours,
+    the second ``contrast`` as far from the first as at full contrast."""
+    base, kind = _colour(rng, value), int(rng.integers(5))
+    other = np.clip(base + contrast * rng.normal(0, 0.35, 3), 0, 1).astype(np.float32)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     if kind == 0:
         t = np.zeros_like(xx)
@@ -120,29 +130,29 @@ def _texture(size: int, rng) -> Image.Image:
     return Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
 
 
-def _rgb(rng) -> tuple[int, int, int]:
-    return tuple(int(v) for v in _colour(rng) * 255)
+def _rgb(rng, value=(0.35, 1.0)) -> tuple[int, int, int]:
+    return tuple(int(v) for v in _colour(rng, value) * 255)
 
 
-def _clutter(canvas: Image.Image, rng, size: int) -> None:
-    """Lines and small distractor shapes (of any class), behind the object."""
+def _clutter(canvas: Image.Image, rng, tone) -> None:
+    """Thin lines and at most one small distractor shape (of any class), behind the object."""
     S = canvas.size[0]
     draw = ImageDraw.Draw(canvas)
-    for _ in range(int(rng.integers(1, 5))):
-        draw.line(list(rng.uniform(0, S, 4)), fill=_rgb(rng), width=max(1, int(rng.uniform(0.5, 2.5) * S / 64)))
     for _ in range(int(rng.integers(0, 3))):
-        r = S * rng.uniform(0.05, 0.11)
+        draw.line(list(rng.uniform(0, S, 4)), fill=_rgb(rng, tone), width=max(1, int(rng.uniform(0.5, 1.5) * S / 64)))
+    if rng.random() < 0.5:
+        r = S * rng.uniform(0.04, 0.08)
         cx, cy = rng.uniform(r, S - r, 2)
         m = _mask(int(rng.integers(len(CLASSES))), S, cx, cy, r, rng.uniform(0, 2 * math.pi), 1.0, rng)
-        canvas.paste(_texture(S, rng), (0, 0), m)
+        canvas.paste(_texture(S, rng, tone, 0.5), (0, 0), m)
 
 
-def _occlude(canvas: Image.Image, rng, cx, cy, r) -> None:
-    """A bar across part of the object."""
-    a, w, half = rng.uniform(0, math.pi), r * rng.uniform(0.15, 0.3), r * rng.uniform(0.6, 1.2)
+def _occlude(canvas: Image.Image, rng, cx, cy, r, tone) -> None:
+    """A thin bar across part of the object."""
+    a, w, half = rng.uniform(0, math.pi), r * rng.uniform(0.08, 0.15), r * rng.uniform(0.4, 0.8)
     ox, oy = cx + rng.uniform(-0.8, 0.8) * r, cy + rng.uniform(-0.8, 0.8) * r
     pts = [(ox - half, oy - w), (ox + half, oy - w), (ox + half, oy + w), (ox - half, oy + w)]
-    ImageDraw.Draw(canvas).polygon(_rotate(pts, a, ox, oy), fill=_rgb(rng))
+    ImageDraw.Draw(canvas).polygon(_rotate(pts, a, ox, oy), fill=_rgb(rng, tone))
 
 
 def render(index: int, size: int = DEFAULT_SIZE, seed: int = 0) -> tuple[Image.Image, int]:
@@ -151,19 +161,19 @@ def render(index: int, size: int = DEFAULT_SIZE, seed: int = 0) -> tuple[Image.I
     label = int(index % len(CLASSES))
     rng = np.random.default_rng([int(seed), int(index), 7919])
     S = int(size) * SUPERSAMPLE
-    bg = np.asarray(_texture(S, rng), np.float32) * rng.uniform(0.5, 1.0) + rng.uniform(0, 64)
-    canvas = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8), "RGB")
-    _clutter(canvas, rng, S)
-    r = S * rng.uniform(0.18, 0.36)
+    fg, bg = (BRIGHT, DARK) if rng.random() < 0.5 else (DARK, BRIGHT)
+    canvas = _texture(S, rng, bg, rng.uniform(0.1, 0.4))
+    _clutter(canvas, rng, bg)
+    r = S * rng.uniform(0.22, 0.4)
     cx, cy = rng.uniform(0.9 * r, S - 0.9 * r, 2)
-    aspect = math.exp(rng.uniform(-0.25, 0.25))
-    canvas.paste(_texture(S, rng), (0, 0), _mask(label, S, cx, cy, r, rng.uniform(0, 2 * math.pi), aspect, rng))
-    if rng.random() < 0.3:
-        _occlude(canvas, rng, cx, cy, r)
+    aspect = math.exp(rng.uniform(-0.2, 0.2))
+    canvas.paste(_texture(S, rng, fg, 0.5), (0, 0), _mask(label, S, cx, cy, r, rng.uniform(0, 2 * math.pi), aspect, rng))
+    if rng.random() < 0.15:
+        _occlude(canvas, rng, cx, cy, r, bg)
     out = canvas.resize((int(size), int(size)), Image.BILINEAR)
-    if rng.random() < 0.3:
-        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9) * size / 64))
-    noisy = np.asarray(out, np.float32) + rng.normal(0, rng.uniform(2, 10), (int(size), int(size), 3))
+    if rng.random() < 0.2:
+        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.7) * size / 64))
+    noisy = np.asarray(out, np.float32) + rng.normal(0, rng.uniform(1, 5), (int(size), int(size), 3))
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB"), label
 
 

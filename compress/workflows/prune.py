@@ -36,6 +36,9 @@ from ..training import FitConfig, accuracy, fit
 from ..weights import check_weights_path
 
 
+DISTILL_TARGETS = ("logits", "hidden")
+
+
 @dataclass
 class HealConfig:
     """How to heal after removal; validates itself on construction (errors name the parameter)."""
@@ -49,6 +52,7 @@ class HealConfig:
     alpha: float = 0.5
     patience: int = 2
     seed: int = 0
+    distill_target: str = "logits"   # "hidden": the logits and the final hidden state (the classifier's input)
 
     def __post_init__(self):
         finite = all(math.isfinite(v) for v in (self.alpha, self.temperature, self.lr, self.weight_decay))
@@ -58,11 +62,15 @@ class HealConfig:
                                 "`temperature` > 0, `lr` > 0 and `weight_decay` >= 0 (finite numbers)",
                                 param=("epochs", "batch_size", "patience", "alpha", "temperature", "lr",
                                        "weight_decay"))
+        if self.distill_target not in DISTILL_TARGETS:
+            raise CompressError(f"`distill_target` must be one of {', '.join(DISTILL_TARGETS)}, got "
+                                f"{self.distill_target!r}", param="distill_target")
 
     def fit_config(self) -> FitConfig:
         """Fine-tuning with distillation, keeping the best epoch (the unhealed start included)."""
         return FitConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                          seed=self.seed, alpha=self.alpha, temperature=self.temperature,
+                         hidden_weight=1.0 if self.distill_target == "hidden" else 0.0,
                          patience=self.patience, keep_best=True)
 
 
