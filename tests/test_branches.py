@@ -97,6 +97,8 @@ def test_blocks_command_lists_branches():
     import json
     info = json.loads(res.stdout)
     assert len(info["branches"]) == 16 and info["branches"][1]["kind"] == "mlp"
+    # numbered as units, the numbers `prune --granularity branch --blocks` takes
+    assert [b["index"] for b in info["branches"]] == list(range(16))
     assert abs(sum(b["flops_share"] for b in info["branches"]) - sum(b["flops_share"] for b in info["blocks"])) < 1e-9
     res = invoke("blocks", "--arch", "vit_tiny")
     assert "blocks.7:mlp" in res.stdout and "norm2, mlp" in res.stdout

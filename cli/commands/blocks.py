@@ -55,11 +55,11 @@ def blocks(
 
 def _print_branches(info: dict) -> None:
     t = Table(title=f"{len(info['branches'])} branches (the units of --granularity branch; blocks without their own "
-                    "DropPath stay whole)")
-    for col in ("unit", "kind", "depth", "body", "DropPath call", "params", "FLOPs share"):
-        t.add_column(col, justify="right" if col in ("depth", "params", "FLOPs share") else "left")
+                    "DropPath stay whole; # is the unit number `prune --granularity branch --blocks` takes)")
+    for col in ("#", "unit", "kind", "depth", "body", "DropPath call", "params", "FLOPs share"):
+        t.add_column(col, justify="right" if col in ("#", "depth", "params", "FLOPs share") else "left")
     for b in info["branches"]:
-        t.add_row(b["unit"], b["kind"], str(b["block"]), ", ".join(b["body"]), f"{b['droppath']} #{b['call']}",
+        t.add_row(str(b["index"]), b["unit"], b["kind"], str(b["block"]), ", ".join(b["body"]), f"{b['droppath']} #{b['call']}",
                   f"{b['params']:,}", f"{b['flops_share'] * 100:.1f}%")
     stdout.print(t)
 
