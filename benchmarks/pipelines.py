@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from compress.fileio import write_json  # noqa: E402
 from compress.measurement import machine_info  # noqa: E402
-from compress.models import default_input_shape  # noqa: E402
+from compress.models import default_input_shape, load_model  # noqa: E402
 from compress.training import FitConfig  # noqa: E402
 from compress.trust import CONFIG_ENV, remember_if_needed  # noqa: E402
 from compress.workflows.prune import HealConfig, prune  # noqa: E402
@@ -89,6 +89,12 @@ def trained(grid: Grid, a, arch: str, kind: str, keep: float, work: Path) -> str
     out = work / f"{key.replace('|', '_').replace('/', '_').replace(':', '_')}.pdparams"
     if key in grid.data["trained"] and out.exists():
         return str(out)
+    if out.exists():  # trained for another results file (e.g. the variant's) with the same settings: reuse it
+        sc = load_model(out).sidecar
+        if sc.training["epochs"] == a.epochs and sc.training["seed"] == a.seed_now:
+            grid.data["trained"][key] = {"test_accuracy": sc.metrics["test_accuracy"],
+                                         "seconds": sc.training["seconds"], "schedule": sc.training["schedule"]}
+            return str(out)
     t = time.time()
     sc = train(out, arch=arch, arch_kwargs=a.kwargs.get(arch), data=a.data,
                input_shape=a.shape or default_input_shape(arch) or (1, 16, 16),
@@ -127,13 +133,14 @@ def log(grid: Grid, msg: str):
 
 def run_cell(grid: Grid, a, arch: str, keep: float, work: Path):
     """Every pipeline at one (arch, seed, keep)."""
-    kinds = {"plain": None, "linear": None, "default": None}
-    if a.variant:
-        kinds["variant"] = None
+    if a.variant:  # only the variant: its results file is merged with the main one's (--table)
+        kinds, pairs = {"variant": None}, [("variant", "survival")]
+    else:
+        kinds = {"plain": None, "linear": None, "default": None}
+        pairs = [("plain", c) for c in BASELINES] + [(k, c) for k, c in PIPELINES.values() if k != "plain"]
     for kind in kinds:
         kinds[kind] = trained(grid, a, arch, kind, keep, work)
-    for kind, crit in [("plain", c) for c in BASELINES] + [(k, c) for k, c in PIPELINES.values() if k != "plain"] \
-            + ([("variant", "survival")] if a.variant else []):
+    for kind, crit in pairs:
         tag = kind if kind in ("plain", "linear") else f"{kind}@{keep:g}"
         healed(grid, a, kinds[kind], f"{arch}|{a.data}|{a.seed_now}|{tag}", keep, crit, work)
 
@@ -150,7 +157,8 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=12, help="training epochs")
     ap.add_argument("--heal-epochs", type=int, default=2, help="healing epochs (the same for every pipeline)")
     ap.add_argument("--default-rate", type=float, default=0.2, help="the default pipeline's mean drop rate")
-    ap.add_argument("--variant", default=None, help="JSON of extra FitConfig options for an extra adaptive pipeline")
+    ap.add_argument("--variant", default=None, help="JSON of extra FitConfig options: run only this extra adaptive pipeline "
+                    "(default@K with these options changed), to be merged with the main results by --table")
     ap.add_argument("--order", default="keep", choices=("keep", "seed"),
                     help="keep: every seed at the first keep before the next keep; seed: the other way round")
     ap.add_argument("--work", default="/tmp/compress-pipelines", help="where the trained models are kept")
@@ -212,10 +220,10 @@ def _ms(values) -> str:
     return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
 
 
-def _target(cell: dict) -> str:
-    """keep 0.5: the default against the best other pipeline (mean, and seed by seed)."""
-    d = cell.get("default", {})
-    others = {n: v for n, v in cell.items() if n not in ("default", "variant") and set(v) >= set(d)}
+def _target(cell: dict, name: str = "default") -> str:
+    """keep 0.5: the default (or the variant) against the best other pipeline (mean, and seed by seed)."""
+    d = cell.get(name, {})
+    others = {n: v for n, v in cell.items() if not n.startswith(("default", "variant")) and set(v) >= set(d)}
     if len(d) < 2 or not others:
         return "not enough seeds"
     mean = {n: statistics.mean(v[s] for s in d) for n, v in others.items()}
@@ -223,7 +231,7 @@ def _target(cell: dict) -> str:
     gap = statistics.mean(d.values()) - mean[best]
     behind = [s for s in sorted(d) if d[s] < others[best][s]]
     ok = gap >= 1.0 and not behind
-    return (f"{'**met**' if ok else '**missed**'}: default {gap:+.2f} pt vs {best} (mean over seeds {sorted(d)})"
+    return (f"{'**met**' if ok else '**missed**'}: {name} {gap:+.2f} pt vs {best} (mean over seeds {sorted(d)})"
             + (f"; behind on seed(s) {behind}" if behind else "; not behind on any seed"))
 
 
@@ -233,12 +241,14 @@ def table(datas: list) -> str:
         runs.update(d["runs"])
         trained.update(d["trained"])
         secs += d["seconds"]
+    variant = next((d["config"]["variant"] for d in datas if d["config"].get("variant")), None)
     d0 = datas[0]
     m, c = d0["machine"], d0["config"]
     lines = [f"Test accuracy % after healing, mean ± sd over seeds (n = seeds); {c['epochs']} training + "
              f"{c['heal_epochs']} healing epochs (distillation) for every pipeline; the default trains adaptive "
              f"{c['default_rate']} with --target-keep K. CPU {m['cpu']} (flags {', '.join(m['cpu_flags']) or 'none'}); "
-             f"wall time {secs / 60:.0f} min.", ""]
+             f"wall time {secs / 60:.0f} min (summed over the results files, some run side by side)."
+             + (f" `variant`: the default with {variant}." if variant else ""), ""]
     for (arch, data, keep), cell in sorted(_per_seed(runs).items(), key=lambda x: (x[0][0], x[0][1], -x[0][2])):
         lines += [f"**{arch}, {data}, keep {keep:g}**", "", "| pipeline | mean ± sd | n | per seed |", "|---|---|---|---|"]
         for n, v in sorted(cell.items(), key=lambda x: -statistics.mean(x[1].values())):
@@ -246,6 +256,8 @@ def table(datas: list) -> str:
             lines.append(f"| {'**' + n + '**' if n == 'default' else n} | {_ms(v.values())} | {len(v)} | {per} |")
         if keep == 0.5:
             lines += ["", "Target (keep 0.5): " + _target(cell)]
+            if "variant" in cell:
+                lines += ["", f"Variant ({variant}) against the same target: " + _target(cell, "variant")]
         lines.append("")
     lines += _unpruned(trained)
     return "\n".join(lines)
