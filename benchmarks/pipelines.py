@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from compress.errors import CompressError  # noqa: E402
 from compress.fileio import write_json  # noqa: E402
 from compress.measurement import machine_info  # noqa: E402
 from compress.models import default_input_shape, load_model  # noqa: E402
@@ -113,9 +114,15 @@ def healed(grid: Grid, a, model: str, model_key: str, keep: float, criterion: st
     if key in grid.data["runs"]:
         return grid.data["runs"][key]
     heal = HealConfig(epochs=a.heal_epochs, patience=a.heal_epochs, seed=a.seed_now)
-    removed = prune(model, keep=keep, criterion=criterion, heal=heal, dry_run=True).plan.remove
+    try:
+        removed = prune(model, keep=keep, criterion=criterion, heal=heal, dry_run=True).plan.remove
+    except CompressError as e:  # e.g. angular: no run of that many contiguous blocks of one shape
+        grid.data["runs"][key] = {"skipped": str(e), "criterion": criterion}
+        grid.save()
+        log(grid, f"{key}: skipped ({e})")
+        return grid.data["runs"][key]
     same = next((r for k, r in grid.data["runs"].items()
-                 if k.startswith(model_key + f"|{keep:g}|") and r["removed"] == removed), None)
+                 if k.startswith(model_key + f"|{keep:g}|") and r.get("removed") == removed), None)
     if same is None:
         t = time.time()
         r = prune(model, keep=keep, criterion=criterion, out=work / f"pruned-{os.getpid()}.pdparams", heal=heal)
@@ -195,6 +202,8 @@ def _per_seed(runs: dict) -> dict:
     with the best mean in that cell (named)."""
     cells: dict = {}
     for key, r in runs.items():
+        if "skipped" in r:
+            continue
         arch, data, seed, tag, keep, crit = key.split("|")
         kind = tag.split("@")[0]
         cell = cells.setdefault((arch, data, float(keep)), {})
