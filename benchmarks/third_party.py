@@ -1,5 +1,6 @@
 """Two ordinary Paddle models written the way third-party code is, for `benchmarks/pipelines.py`
-through `--arch benchmarks/third_party.py:Class` (nothing here knows about compress).
+through `--arch benchmarks/third_party.py:Class` (nothing here knows about compress beyond borrowing
+its timm-style ``DropPath`` layer, as benchmarks/real_size.py does).
 
 - ``TimmViT``: a timm-style ViT (patch embedding, class token, pre-norm blocks with ``drop_path1`` /
   ``drop_path2``), 8 blocks, dim 48, 3 heads.
@@ -13,20 +14,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-
-class DropPath(nn.Layer):
-    """Stochastic depth per sample (timm's ``DropPath``)."""
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x):
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = paddle.floor(keep + paddle.rand([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype))
-        return x / keep * mask
+from compress.architectures import DropPath  # timm-style: a layer class named DropPath (the block owns it)
 
 
 class _Attention(nn.Layer):
@@ -74,12 +62,16 @@ class TimmViT(nn.Layer):
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
 
-    def forward(self, x):
-        x = self.patch_embed(x).flatten(2).transpose([0, 2, 1])
-        x = paddle.concat([self.cls_token.expand([x.shape[0], -1, -1]), x], axis=1) + self.pos_embed
+    def forward_features(self, x):
+        tokens = self.patch_embed(x).flatten(2).transpose([0, 2, 1])
+        cls = self.cls_token.expand([tokens.shape[0], -1, -1])
+        x = paddle.concat([cls, tokens], axis=1) + self.pos_embed
         for blk in self.blocks:
             x = blk(x)
-        return self.head(self.norm(x)[:, 0])
+        return self.norm(x)
+
+    def forward(self, x):
+        return self.head(self.forward_features(x)[:, 0])
 
 
 class BasicBlock(nn.Layer):
