@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import paddle
 
-from .blocks import Block
+from .blocks import Block, find_blocks
 from .errors import CompressError
-from .flops import blocks_with_flops, count_flops
+from .flops import count_flops
 from .layers import count_params, get_sublayer, probe_forward
 from .surgery import Unit, ZeroBranch
 
@@ -172,29 +172,26 @@ def units_of(blocks: list[Block], branches: dict[int, list[Branch]], granularity
     return units
 
 
+def flops_regions(branches) -> dict[str, list[str]]:
+    """Branch name -> the sublayer paths of its body: what :func:`compress.flops.count_flops` attributes to it."""
+    return {br.name: [f"{br.block_path}.{c}" for c in br.body] for br in branches}
+
+
 def units_with_flops(model, input_shape, pattern: str | None = None, granularity: str = "block"):
-    """(units, blocks, total FLOPs): the removable units under ``granularity`` with their FLOPs, the blocks."""
-    blocks, total = blocks_with_flops(model, input_shape, pattern)
-    if granularity == "block":
-        return list(blocks), blocks, total
-    branches = find_branches(model, input_shape, blocks)
-    regions = {br.name: [f"{br.block_path}.{c}" for c in br.body] for bs in branches.values() for br in bs}
-    if regions:
-        _, per = count_flops(model, input_shape, blocks, regions)
-        for bs in branches.values():
-            for br in bs:
-                br.flops = per[br.name]
+    """(units, blocks, total FLOPs): the removable units under ``granularity`` with their FLOPs, the blocks
+    (blocks and branches counted in one pass)."""
+    blocks = find_blocks(model, input_shape, pattern)
+    branches = find_branches(model, input_shape, blocks) if granularity == "branch" else {}
+    split = [br for bs in branches.values() for br in bs]
+    total, per = count_flops(model, input_shape, blocks, flops_regions(split))
+    for u in blocks + split:
+        u.flops = per[u.path]
     return units_of(blocks, branches, granularity), blocks, total
 
 
 def surgery_unit(u) -> Unit:
     """A unit (block or branch) as surgery sees it."""
     return u.surgery_unit() if isinstance(u, Branch) else Unit(u.path, tuple(u.own_droppath), u.index)
-
-
-def unit_label(u) -> str:
-    """How a unit is named to a reader: ``attn at depth 3`` or ``block 3 (blocks.3)``."""
-    return u.label if isinstance(u, Branch) else f"block {u.index} ({u.path})"
 
 
 @dataclass
@@ -206,8 +203,13 @@ class UnitPlan:
     branches: list[Branch] = field(default_factory=list)
 
 
-def surgery_plan(units: list, remove: list[int], all_branches: dict[str, int]) -> UnitPlan:
-    """``all_branches``: block path -> how many branches it has left."""
+def surgery_plan(units: list, remove: list[int]) -> UnitPlan:
+    """The surgery for removing ``units[i]`` for i in ``remove`` (a block whose every branch among ``units``
+    goes is removed whole)."""
+    all_branches: dict[str, int] = {}
+    for u in units:
+        if isinstance(u, Branch):
+            all_branches[u.block_path] = all_branches.get(u.block_path, 0) + 1
     plan = UnitPlan()
     gone = [units[i] for i in remove]
     per_block: dict[str, list[Branch]] = {}

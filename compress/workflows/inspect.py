@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..blocks import discover_blocks, group_rejections, no_blocks_message
-from ..branches import find_branches, units_of
+from ..branches import find_branches, flops_regions, units_of
 from ..errors import CompressError
 from ..fileio import atomic_path
 from ..flops import count_flops
@@ -42,8 +42,7 @@ def describe_blocks(model=None, arch: str | None = None, arch_kwargs: dict | Non
     split = find_branches(net, shape, found.blocks)
     branches = [br for b in found.blocks for br in split.get(b.index, [])]
     units_of(found.blocks, split, "branch")   # numbers the branches as units (what `prune --blocks` takes)
-    total, per = count_flops(net, shape, found.blocks,
-                             {br.name: [f"{br.block_path}.{c}" for c in br.body] for br in branches})
+    total, per = count_flops(net, shape, found.blocks, flops_regions(branches))
     rows, branch_rows = [], []
     for u in found.blocks + branches:
         d = u.to_json()

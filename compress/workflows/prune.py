@@ -231,11 +231,7 @@ def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERIO
     remove, criterion = _removal(target, criterion, ctx, total)
     params = count_params(bundle.model)
     gone = [found[i] for i in remove]
-    left = {}
-    for u in found:
-        if isinstance(u, Branch):
-            left[u.block_path] = left.get(u.block_path, 0) + 1
-    surgery = surgery_plan(found, remove, left)
+    surgery = surgery_plan(found, remove)
     return PrunePlan(blocks_before=n, blocks_after=n - len(remove), keep=keep, criterion=criterion, seed=seed,
                      remove=remove, remove_paths=surgery.block_paths,
                      params_before=params, params_after=params - sum(b.params for b in gone),
