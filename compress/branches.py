@@ -194,6 +194,17 @@ def surgery_unit(u) -> Unit:
     return u.surgery_unit() if isinstance(u, Branch) else Unit(u.path, tuple(u.own_droppath), u.index)
 
 
+def sidecar_fields(granularity: str, units: list, removed_branches: list, had_removed: bool = False) -> dict:
+    """A model's sidecar fields for branches: ``removed_branches`` (written when there are any, or as an empty
+    list when ``had_removed``: the parent's must not carry over), and under ``granularity`` branch the
+    granularity and the current branches; nothing for a block-level model that never lost a branch, so its
+    file stays what it was."""
+    out = {"removed_branches": list(removed_branches)} if removed_branches or had_removed else {}
+    if granularity == "branch":
+        out.update(granularity="branch", branches=[u.to_json() for u in units if isinstance(u, Branch)])
+    return out
+
+
 @dataclass
 class UnitPlan:
     """Units to remove, turned into surgery: whole blocks (paths) and branches (records); a block whose

@@ -16,7 +16,7 @@ import numpy as np
 import paddle
 
 from ..blocks import compile_pattern, no_blocks_message
-from ..branches import Branch, check_granularity, surgery_plan, units_with_flops
+from ..branches import Branch, check_granularity, sidecar_fields, surgery_plan, units_with_flops
 from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..criteria import BLOCK_ONLY_CRITERIA, DATA_CRITERIA, STATS_CRITERIA, DEFAULT_CRITERION, Context, select
 from ..data import DataOptions, ModelData, stored_source
@@ -332,10 +332,7 @@ def _branch_fields(parent: Sidecar, p: PrunePlan, kept_units: list) -> dict:
     removed branches' records with it); nothing for a block-level model that never lost a branch."""
     gone = set(p.remove_paths)
     removed = [r for r in parent.removed_branches if r["block"] not in gone] + list(p.remove_branches)
-    out = {"removed_branches": removed} if removed or parent.removed_branches else {}
-    if p.granularity == "branch":
-        out.update(granularity="branch", branches=[u.to_json() for u in kept_units if isinstance(u, Branch)])
-    return out
+    return sidecar_fields(p.granularity, kept_units, removed, had_removed=bool(parent.removed_branches))
 
 
 def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed: _Healed, keep, heal: HealConfig,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..blocks import compile_pattern, no_blocks_message
-from ..branches import Branch, units_with_flops
+from ..branches import Branch, sidecar_fields, units_with_flops
 from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..data import DataOptions, ModelData
 from ..distributed import data_parallel, world
@@ -82,7 +82,7 @@ def _trained_sidecar(start: _Start, ds: ModelData, model, units, blocks, flops: 
         arch=start.spec.to_json(), input_shape=list(start.shape), num_classes=ds.num_classes,
         class_names=ds.class_names, data=ds.describe(),
         preprocess=ds.preprocess.to_json(), removed_blocks=start.removed, blocks=[b.to_json() for b in blocks],
-        blocks_from=start.blocks_from, **_granularity_fields(config.granularity, units, start.removed_branches),
+        blocks_from=start.blocks_from, **sidecar_fields(config.granularity, units, start.removed_branches),
         params=count_params(model), flops=flops,
         training={"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                   "seed": config.seed, "drop_path_rate": config.drop_path_rate, "schedule": res.schedule,
@@ -96,15 +96,6 @@ def _trained_sidecar(start: _Start, ds: ModelData, model, units, blocks, flops: 
 
 
 BRANCH_KEYS = frozenset(("granularity", "branches", "removed_branches"))
-
-
-def _granularity_fields(granularity: str, units, removed_branches: list) -> dict:
-    """The sidecar's granularity, branches and removed branches (left out of a block-level model's file when
-    there is nothing to say, so its sidecar stays what it was)."""
-    out = {"removed_branches": removed_branches} if removed_branches else {}
-    if granularity == "branch":
-        out.update(granularity=granularity, branches=[u.to_json() for u in units if isinstance(u, Branch)])
-    return out
 
 
 def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=None, data: str = "digits",
