@@ -443,14 +443,14 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
         checkpoint.write = shard[0] == 0
     saved = open_checkpoint(checkpoint)
     saved = saved.load() if saved is not None else None
-    taps = hidden_taps(model, teacher, data.preprocess.input_shape, data.num_classes) \
-        if teacher is not None and config.hidden_weight > 0 else None
-    seed_everything(config.seed)
-    train_loader = data.loader("train", config.batch_size, train=True, seed=config.seed, rank=shard[0],
-                               world=shard[1])
-    train_loader.set_epoch(saved[0] if saved is not None else 0)
-    val_loader = None
-    try:
+    taps = train_loader = val_loader = None
+    try:  # the hooks of hidden-state distillation come off, and the loaders close, however this ends
+        taps = hidden_taps(model, teacher, data.preprocess.input_shape, data.num_classes) \
+            if teacher is not None and config.hidden_weight > 0 else None
+        seed_everything(config.seed)
+        train_loader = data.loader("train", config.batch_size, train=True, seed=config.seed, rank=shard[0],
+                                   world=shard[1])
+        train_loader.set_epoch(saved[0] if saved is not None else 0)
         train_loader.start()   # workers fork before this process's memory grows
         val_loader = _val_loader(data)
         opt, sched = make_optimizer(model, config, len(train_loader))
@@ -461,7 +461,8 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
     finally:
         for tap in taps or ():
             tap.remove()
-        train_loader.close()
+        if train_loader is not None:
+            train_loader.close()
         if val_loader is not None:
             val_loader.close()
 
