@@ -24,6 +24,7 @@ skips what is done) and a markdown table next to it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -83,11 +84,20 @@ class Grid:
         write_json(self.path, self.data)
 
 
+def model_file(work: Path, key: str, variant: str | None = None) -> Path:
+    """Where the base model of ``key`` is kept; a variant's name carries a hash of its options, so two
+    variants never share (or reuse) one trained file."""
+    name = key.replace('|', '_').replace('/', '_').replace(':', '_')
+    if variant:
+        name += "_" + hashlib.sha1(variant.encode()).hexdigest()[:8]
+    return work / f"{name}.pdparams"
+
+
 def trained(grid: Grid, a, arch: str, kind: str, keep: float, work: Path) -> str:
     """The base model of this (arch, data, seed, kind[, keep]), trained once (resumed if interrupted)."""
     tag = kind if kind in ("plain", "linear") else f"{kind}@{keep:g}"
     key = f"{arch}|{a.data}|{a.seed_now}|{tag}"
-    out = work / f"{key.replace('|', '_').replace('/', '_').replace(':', '_')}.pdparams"
+    out = model_file(work, key, a.variant if kind == "variant" else None)
     if key in grid.data["trained"] and out.exists():
         return str(out)
     if out.exists():  # trained for another results file (e.g. the variant's) with the same settings: reuse it

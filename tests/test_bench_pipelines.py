@@ -44,6 +44,15 @@ def test_target_line():
     assert line.startswith("**missed**") and "behind on seed(s) [2]" in line
 
 
+def test_variants_never_share_a_model_file(tmp_path):
+    pl = _load("pipelines")
+    key = "resnet_tiny|shapes|0|variant@0.5"
+    a, b = pl.model_file(tmp_path, key, '{"max_rate": 0.4}'), pl.model_file(tmp_path, key, '{"warmup_epochs": 6}')
+    assert a != b and a.parent == b.parent == tmp_path
+    assert pl.model_file(tmp_path, key, '{"max_rate": 0.4}') == a   # the same variant resumes its own file
+    assert pl.model_file(tmp_path, "x/y.py:M|digits|1|plain").name == "x_y.py_M_digits_1_plain.pdparams"
+
+
 @pytest.mark.slow
 def test_grid_runs_and_resumes(tmp_path):
     pl = _load("pipelines")

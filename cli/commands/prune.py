@@ -10,7 +10,7 @@ from rich.table import Table
 from compress.criteria import CRITERIA, DEFAULT_CRITERION
 from compress.data import DataOptions
 from compress.errors import CompressError
-from compress.workflows.prune import HealConfig, prune as prune_model
+from compress.workflows.prune import DISTILL_TARGETS, HealConfig, prune as prune_model
 
 from ..output import emit_json, stdout
 from ..options import AUGMENT_HELP, BLOCKS_FROM_HELP, GRANULARITY_HELP, WORKERS
@@ -47,9 +47,8 @@ def prune(
     distill: bool = typer.Option(True, "--distill/--no-distill", help="Distil from the unpruned model while healing."),
     temperature: float = typer.Option(2.0),
     alpha: float = typer.Option(0.5, help="Weight of the distillation term (1 - alpha on the task loss)."),
-    distill_target: str = typer.Option("logits", "--distill-target", help="What healing distils: logits (KL on the "
-                                       "logits), or hidden (that plus an MSE on the final hidden state, the "
-                                       "classifier's input)."),
+    distill_target: str = typer.Option("logits", "--distill-target", help="What healing distils: " + "; ".join(
+                                       f"{k}: {v}" for k, v in DISTILL_TARGETS.items()) + "."),
     patience: int = typer.Option(2, help="Early stopping: epochs without a better val accuracy."),
     seed: int = typer.Option(0),
     augment: Optional[str] = typer.Option(None, "--augment", help="Healing's augmentation (default: the one the model "
