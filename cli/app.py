@@ -9,6 +9,7 @@ command in one place, and renders errors: a library error names a *parameter*
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import sys
@@ -49,6 +50,25 @@ from .progress import stderr  # noqa: E402
 if CONSOLE_SCRIPT:
     signals.install()  # Paddle's import put a C++ SIGTERM handler of its own in place (it prints a C++ traceback)
 
+
+
+class _Notes(logging.Handler):
+    """The library's notes (the ``compress`` logger: e.g. a factory built with pretrained=False) as ``note:`` lines on
+    whatever stderr is when they are written."""
+
+    def emit(self, record):
+        sys.stderr.write(f"note: {record.getMessage()}\n")
+
+
+def _notes_on_stderr() -> None:
+    log = logging.getLogger("compress")
+    if not any(isinstance(h, _Notes) for h in log.handlers):
+        log.addHandler(_Notes())
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+_notes_on_stderr()
 
 
 def error(message: str) -> None:

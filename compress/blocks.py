@@ -42,6 +42,7 @@ class Block:
     branches: int = 0
     tail: list[str] = field(default_factory=list)
     note: str = ""
+    extra_args: list[str] = field(default_factory=list)   # the call's other positional arguments (``blk(x, H, W)``)
 
     @property
     def droppath(self) -> str:
@@ -55,6 +56,8 @@ class Block:
             out["tail"] = list(dict.fromkeys(self.tail))
         if self.note:
             out["note"] = self.note
+        if self.extra_args:
+            out["extra_args"] = list(self.extra_args)
         return out
 
 
@@ -69,14 +72,33 @@ class Discovery:
     probe_seconds: float = 0.0
 
 
+def _uncovered(path: str, info: PathInfo, own: list[str]) -> list[str]:
+    """The residual summands of a block that none of its own DropPath layers returns (``x + pos(x)`` beside
+    ``x + drop_path(attn(x))``): its own DropPath cannot switch the whole block off."""
+    mine = {f"{path}.{name}" for name in own}
+    out = []
+    for node in info.summands:
+        if not mine & set(getattr(node, "producers", [])):
+            who = next((q for q in node.producers if q.startswith(path + ".")), None)
+            out.append(who[len(path) + 1:] if who else "a computed tensor")
+    return out
+
+
 def _block(trace: ProbeTrace, index: int, path: str, info: PathInfo, note: str = "") -> Block:
     layer = trace.sublayers[path]
     tail = list(dict.fromkeys(info.tail[::-1])) if info.ok else []
     if info.ok and tail and not note:
         note = (f"post-activation: {', '.join(tail)} on the skip path is the identity on this block's input "
                 "(checked on the probe)")
-    return Block(index, path, n_params(trace, path), find_own_droppath(layer), residual=info.ok,
-                 skip_ops=info.ops[::-1] if info.ok else [], branches=info.branches, tail=tail, note=note)
+    own = find_own_droppath(layer)
+    missed = _uncovered(path, info, own) if info.ok and own else []
+    if missed:   # drive it whole, through hooks: dropping it then gives exactly the input, as its removal does
+        own, note = [], (note + "; " if note else "") + (
+            f"its own DropPath does not cover every branch ({', '.join(dict.fromkeys(missed))} is added without "
+            "it): DropPath is applied to the whole block instead")
+    return Block(index, path, n_params(trace, path), own, residual=info.ok,
+                 skip_ops=info.ops[::-1] if info.ok else [], branches=info.branches, tail=tail, note=note,
+                 extra_args=list(trace.calls[path].extra))
 
 
 def _mark_inside(rejected: list[Rejection], block_paths: list[str]) -> list[Rejection]:
@@ -183,14 +205,47 @@ def find_blocks(model, input_shape, pattern: str | None = None) -> list[Block]:
 NO_BLOCKS = ("no sublayer's input reaches its output through additions only (a residual connection), so there is "
              "no block to drop or remove (VGG- and PP-LCNet-style networks have none)")
 
+# rejection kinds of a residual layer that is no block, as the headline words them (plural)
+_WHY_NOT = {"signature": "cannot be called as a block", "shared": "are called more than once per forward",
+            "surgery": "cannot be taken out of the forward pass", "nested": "are nested inside other residual layers"}
 
-def no_blocks_message(pattern: str | None = None) -> str:
-    """Why a model has no removable block, and what to do about it."""
+
+def _main_reason(found: "Discovery | None") -> str | None:
+    """'12 residual layers were found, but ...': the commonest reason that residual layers were rejected, with
+    an example; None when no rejected layer looked residual."""
+    if found is None:
+        return None
+    cands = [r for r in found.rejected if r.residual and r.kind in _WHY_NOT]
+    if not cands:
+        return None
+    kinds = [r.kind for r in cands]
+    kind = max(dict.fromkeys(kinds), key=kinds.count)
+    first = next(r for r in cands if r.kind == kind)
+    others = len(cands) - kinds.count(kind)
+    return (f"{len(cands)} residual layer{'s' if len(cands) != 1 else ''} (x + f(x)) were found, but "
+            f"{kinds.count(kind)} {_WHY_NOT[kind]}, e.g. {first.path}: {first.reason}"
+            + (f" ({others} more for other reasons)" if others else ""))
+
+
+def no_blocks_message(pattern: str | None = None, found: "Discovery | None" = None) -> str:
+    """Why a model has no removable block, and what to do about it: the main reason of the residual-looking
+    candidates when there were any (``found``), else that there is no residual connection at all."""
     if pattern is not None:
-        return (f"`blocks_from` {pattern!r} selects no removable block (a match must be called once, take one "
-                "tensor and keep its shape)")
-    return (NO_BLOCKS + "; the blocks command with `verbose` shows why each candidate was rejected, and "
-            "`blocks_from` PATTERN picks blocks by path")
+        return (f"`blocks_from` {pattern!r} selects no removable block (a match must be called once, take a "
+                "tensor first and keep its shape)")
+    main = _main_reason(found)
+    return ((main if main else NO_BLOCKS) + "; the blocks command with `verbose` shows why each candidate was "
+            "rejected, and `blocks_from` PATTERN picks blocks by path")
+
+
+def explain_no_blocks(model, input_shape, pattern: str | None = None) -> str:
+    """:func:`no_blocks_message` for a model found to have no block (discovery run again for its reasons: only on
+    this error path)."""
+    try:
+        found = discover_blocks(model, input_shape, pattern) if pattern is None else None
+    except CompressError:
+        found = None
+    return no_blocks_message(pattern, found)
 
 
 @dataclass
@@ -213,14 +268,15 @@ def group_rejections(found: Discovery, everything: bool = False) -> tuple[list[R
     Unless ``everything``, the listing keeps to the candidates a reader would weigh: it leaves out
     leaf layers (conv, norm, activation), containers that are never called, the insides of blocks
     (but not residual layers nested in them) and the insides of rejected layers that hold no block
-    (the layers of a downsampling unit).
+    (the layers of a downsampling unit). A rejected layer that is residual (``Rejection.residual``: called
+    with a second stream, shared, held where surgery cannot reach it) is always shown.
     """
     block_paths = {b.path for b in found.blocks}
     holders = {a for p in block_paths for a in _ancestors(p)}
     rejected_units = {r.path for r in found.rejected if not r.leaf and r.path not in holders}
 
     def shown(r: Rejection) -> bool:
-        if r.kind == "nested":
+        if r.kind == "nested" or r.residual:   # a residual candidate is always shown, in any container
             return True
         return (r.kind != "not-called" and not r.leaf and r.inside is None
                 and not _ancestors(r.path) & rejected_units)

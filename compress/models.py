@@ -11,8 +11,10 @@ import importlib
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,21 +164,61 @@ def check_class_kwargs(kwargs: dict, num_classes: int) -> None:
                                 f"classes; leave {name} out (it is filled in from the data)", param="arch_kwargs")
 
 
+def _where(e: BaseException) -> str:
+    """``file:line`` of the innermost frame an exception was raised in (the user's code, usually)."""
+    frames = traceback.extract_tb(e.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
+def _call_factory(factory, arch: ArchSpec, kwargs: dict):
+    """``factory(**kwargs)``; an exception raised inside the factory's own code (not a wrong keyword) becomes one
+    line naming the factory, the exception and where it was raised."""
+    try:
+        return factory(**kwargs)
+    except TypeError:
+        raise
+    except CompressError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's model code can raise anything
+        msg = " ".join(str(e).split())[:300]
+        raise CompressError(f"building the model {arch.spec} failed in its own code: {type(e).__name__}: {msg} "
+                            f"(at {_where(e)})", param="arch") from None
+
+
 def _construct(factory, arch: ArchSpec, kwargs: dict, num_classes: int | None):
     """``factory(**kwargs)``, with the class count filled in where the factory takes it and the kwargs lack it."""
     tries = [] if num_classes is None or any(n in kwargs for n in CLASS_KWARGS) else class_kwarg_names(factory)
     for name in tries:
         try:
-            return factory(**kwargs, **{name: num_classes})
+            return _call_factory(factory, arch, {**kwargs, name: num_classes})
         except TypeError as e:
             if len(tries) == 1 or name not in str(e):  # named in the signature, or failing for another reason
                 raise CompressError(f"cannot build {arch.spec} with `arch_kwargs` {json.dumps(arch.kwargs)} and "
-                                    f"{name}={num_classes}: {e}", param="arch_kwargs") from None
+                                    f"{name}={num_classes}: {e} (at {_where(e)})", param="arch_kwargs") from None
     try:
-        return factory(**kwargs)
+        return _call_factory(factory, arch, kwargs)
     except TypeError as e:
-        raise CompressError(f"cannot build {arch.spec} with `arch_kwargs` {json.dumps(arch.kwargs)}: {e}",
-                            param="arch_kwargs") from None
+        raise CompressError(f"cannot build {arch.spec} with `arch_kwargs` {json.dumps(arch.kwargs)}: {e} "
+                            f"(at {_where(e)})", param="arch_kwargs") from None
+
+
+def _no_download(factory, arch: ArchSpec, kwargs: dict) -> dict:
+    """Weights come from the user's file, never from the network: a factory with a ``pretrained`` parameter that
+    the kwargs leave unset is built with ``pretrained=False`` (said on the ``compress`` logger when its default
+    was anything else)."""
+    if "pretrained" in kwargs:
+        return kwargs
+    try:
+        param = inspect.signature(factory).parameters.get("pretrained")
+    except (TypeError, ValueError):
+        return kwargs
+    if param is None or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        return kwargs
+    if param.default is not False:
+        logging.getLogger("compress").warning(
+            f"{arch.spec} defaults to pretrained={param.default!r}; built with pretrained=False (compress never "
+            "downloads weights: they come from the model file you give)")
+    return {**kwargs, "pretrained": False}
 
 
 def build_model(arch: ArchSpec, input_shape, num_classes: int | None = None, trusted: bool = True,
@@ -195,7 +237,7 @@ def build_model(arch: ArchSpec, input_shape, num_classes: int | None = None, tru
         kwargs.setdefault("in_chans", int(input_shape[0]))
         if arch.spec == "vit_tiny":
             kwargs.setdefault("img_size", int(input_shape[1]))
-    model = _construct(factory, arch, kwargs, num_classes)
+    model = _construct(factory, arch, _no_download(factory, arch, kwargs), num_classes)
     if not isinstance(model, paddle.nn.Layer):
         raise CompressError(f"{arch.spec} returned a {type(model).__name__}, not a paddle.nn.Layer")
     return model

@@ -2,11 +2,14 @@
 
 A sublayer ``B`` is **residual** (a removable block) when, in the probe:
 
-1. it is called exactly once, with a single positional tensor ``x``, and returns a single
-   tensor ``y`` of the same shape;
+1. it is called exactly once, with a tensor ``x`` as its first positional argument, and returns a
+   single tensor ``y`` of the same shape. Further positional arguments are allowed (Swin's
+   ``blk(x, input_dimensions)``, PVT's ``blk(x, H, W)``, a mask) unless one is another tensor of
+   ``x``'s shape (a second stream the output may be built from); they pass by a removed block;
 2. ``y`` is reached from ``x`` along an *identity path*: the shortest chain of traced ops
-   from ``y`` back to ``x`` (additions, multiplications, elementwise activations; anything
-   else is opaque, part of a residual branch);
+   from ``y`` back to ``x`` (additions, multiplications, elementwise activations, and shape-only
+   operations: reshape, flatten, transpose, permute, squeeze; anything else is opaque, part of a
+   residual branch);
 3. at each addition on the path the operand continuing the chain is kept; another operand
    that is a function of ``x`` and scalars alone (``x`` itself, ``2*x``) is kept too (it is
    part of the skip); every other operand is a *residual summand*. At least one summand
@@ -37,7 +40,7 @@ once, the model must run, give the same output shape and never call an old block
 block also held in a plain Python list would be); failing blocks are pinpointed one by one
 and rejected.
 
-Limits: skips written through untraced ops (``paddle.concat``/``split``, a reshape on the skip,
+Limits: skips written through untraced ops (``paddle.concat``/``split``, indexing,
 ``paddle.where``, an activation imported by name before the probe) are not seen; post-LN
 transformers (``norm(x + f(x))``) are not residual by this rule; models whose input is not one
 float image tensor cannot be probed. ``blocks_from`` in :mod:`compress.blocks` is the escape hatch.
@@ -67,10 +70,11 @@ class Rejection:
     kind: str
     leaf: bool = False          # a layer without sublayers (conv, norm, activation): never a block
     inside: str | None = None   # the block it belongs to, if any
+    residual: bool = False      # its first input does reach its output through a skip: a candidate a reader weighs
 
     def to_json(self) -> dict:
         return {"path": self.path, "reason": self.reason, "kind": self.kind, "leaf": self.leaf,
-                "inside": self.inside}
+                "inside": self.inside, "residual": self.residual}
 
 
 # kind -> how a group of rejections is titled (in this order)
@@ -100,6 +104,8 @@ class PathInfo:
     reason: str = ""
     kind: str = ""
     add_nodes: set = field(default_factory=set)      # additions on the path
+    branch_adds: set = field(default_factory=set)    # those that add a computed residual summand
+    summands: list = field(default_factory=list)     # the computed residual summands (nodes)
     ops: list = field(default_factory=list)          # op labels on the path, output side first
     tail: list = field(default_factory=list)         # elementwise ops on the path, output side first
     branches: int = 0                                 # computed residual summands
@@ -191,7 +197,8 @@ class _PathWalk:
             return self._ev_add(n, chosen)
         if n.kind in ("mul", "div"):
             return self._ev_mul(n, chosen)
-        self.info.tail.append(n.label)
+        if n.kind != "view":                # a shape-only op is no activation on the skip
+            self.info.tail.append(n.label)
         return n.fn(self.ev(chosen))
 
     def _ev_add(self, n, chosen):
@@ -208,6 +215,8 @@ class _PathWalk:
                 continue                    # a parameter/buffer summand: dropped, not a branch
             else:
                 self.info.branches += 1     # a residual summand: dropped
+                self.info.branch_adds.add(n.idx)
+                self.info.summands.append(op)
                 continue
             v = v if coef == 1 else v * coef
             acc = v if acc is None else acc + v
@@ -230,7 +239,7 @@ class _PathWalk:
 def _no_path_reason(c: Call) -> PathInfo:
     """Why the output does not reach back to the input: a sum without an identity summand, or no sum."""
     n = c.y
-    while n.kind == "unary" and n.parents():
+    while n.kind in ("unary", "view") and n.parents():
         n = n.parents()[0]
     if n.kind != "add":
         return PathInfo.no("no-skip", "output does not contain the input through additions")
@@ -304,13 +313,24 @@ def call_problem(c: Call) -> tuple[str, str] | None:
     return None
 
 
+def _looks_residual(c: Call) -> bool:
+    """A call rejected for how it is called whose first input still reaches its output through a skip."""
+    if c.x is None or c.y is None or c.in_shape != c.out_shape:
+        return False
+    try:
+        return analyse(c).ok
+    except Exception:  # noqa: BLE001 - only for the message; the layer is rejected anyway
+        return False
+
+
 def _residual_layers(trace: ProbeTrace) -> tuple[dict[str, PathInfo], list[Rejection]]:
     """Every residual layer with its path; every other sublayer as a rejection."""
     residual, rejected = {}, []
     for path, c in sorted(trace.calls.items(), key=lambda kv: (kv[1].order < 0, kv[1].order)):
         problem = call_problem(c)
         if problem is not None and problem[0] != "shape":
-            rejected.append(Rejection(path, problem[1], problem[0], c.leaf))
+            looks = problem[0] != "not-called" and not c.leaf and _looks_residual(c)
+            rejected.append(Rejection(path, problem[1], problem[0], c.leaf, residual=looks))
             continue
         info = analyse(c)
         if problem is not None:   # a shape change: say what the output was, if it was a sum
@@ -325,12 +345,13 @@ def _residual_layers(trace: ProbeTrace) -> tuple[dict[str, PathInfo], list[Rejec
 
 
 def _compositions(residual: dict[str, PathInfo]) -> dict[str, list[str]]:
-    """Residual layers whose every addition on the identity path happens inside residual descendants."""
+    """Residual layers whose every addition of a residual branch on the identity path happens inside residual
+    descendants (an addition of parameters alone, a positional embedding, is no branch of the layer's own)."""
     out = {}
     for p, info in residual.items():
         ds = [q for q in residual if q.startswith(p + ".")]
         covered = set().union(*(residual[d].add_nodes for d in ds)) if ds else set()
-        if ds and info.add_nodes <= covered:
+        if ds and info.branch_adds <= covered and info.add_nodes & covered:
             out[p] = [d for d in ds if residual[d].add_nodes & info.add_nodes]
     return out
 
@@ -346,7 +367,7 @@ def outermost_blocks(trace: ProbeTrace) -> tuple[list[str], dict[str, PathInfo],
         outer = [q for q in kept if p.startswith(q + ".")]
         if outer:
             rejected.append(Rejection(p, f"residual, but nested inside block {outer[0]} (the outermost residual "
-                                         "layer is the block)", "nested", trace.calls[p].leaf))
+                                         "layer is the block)", "nested", trace.calls[p].leaf, residual=True))
         else:
             blocks.append(p)
     for p, parts in composition.items():
@@ -408,7 +429,7 @@ def check_removal(model, input_shape, paths, reference_shape=None) -> RemovalChe
         return RemovalCheck(False, f"output shape {shape} != {list(reference_shape)}", shape)
     if still:
         called = sorted(set(still))
-        return RemovalCheck(False, "still called after replacement (held outside the layer's sublayers): "
+        return RemovalCheck(False, "still called after replacement (held where compress cannot replace it: a closure, a bound method, a global): "
                             + ", ".join(called), shape, called)
     return RemovalCheck(True, out_shape=shape)
 
@@ -423,7 +444,7 @@ def surgery_check(model, input_shape, paths: list[str], reference_shape) -> tupl
         if r.ok:
             good.append(p)
         else:
-            bad.append(Rejection(p, f"surgery check failed: {r.error}", "surgery"))
+            bad.append(Rejection(p, f"surgery check failed: {r.error}", "surgery", residual=True))
     return good, bad
 
 

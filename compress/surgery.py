@@ -1,7 +1,9 @@
 """Surgery: physically removing blocks from a model.
 
-A removed block is replaced by ``nn.Identity`` in its parent's sublayers, which is where
-``Sequential``, ``LayerList`` and attribute access (``self.block``) all find it: its
+A removed block is replaced by :class:`Removed` (an ``nn.Identity`` that also takes, and ignores, any
+extra arguments the block was called with: ``blk(x, H, W)`` returns ``x``) in its parent's sublayers,
+which is where ``Sequential``, ``LayerList`` and attribute access (``self.block``) all find it, and in
+every plain list, tuple or dict of the model that holds the same layer (:func:`compress.layers.replace_layer`): its
 parameters leave the model and the state dict, its ops leave the exported graph, and the
 remaining blocks keep their names and indices, so forward code that indexes its blocks
 keeps working and weights map 1:1 onto the parent's.
@@ -29,29 +31,31 @@ import paddle
 import paddle.nn as nn
 
 from .errors import EXIT_PARITY, CompressError
-from .layers import get_sublayer, probe_forward, set_sublayer
+from .layers import get_sublayer, probe_forward, replace_layer, resolve_path, restore_layers, set_sublayer
 
 SELF_CHECK_ATOL = 1e-5     # max abs difference allowed between the pruned model and its switched-off reference
 SELF_CHECK_IMAGES = 32     # images in the check's batch
 
 
-def _parent_of(model, path: str):
-    """(parent layer, child name) of the sublayer at ``path``; refuses a path that is not a sublayer."""
-    parent_path, _, key = path.rpartition(".")
-    try:
-        parent = get_sublayer(model, parent_path) if parent_path else model
-    except (AttributeError, IndexError, KeyError, ValueError):
-        raise CompressError(f"block {path!r} does not exist in this architecture") from None
-    if not isinstance(parent, nn.Layer) or not isinstance(parent._sub_layers.get(key), nn.Layer):
-        raise CompressError(f"block {path!r} is not a sublayer of this architecture")
-    return parent, key
+class Removed(nn.Identity):
+    """A removed block: returns its first input; extra arguments (``blk(x, H, W)``, ``blk(x, mask=m)``) are
+    accepted and ignored, as the block's skip path ignores them."""
+
+    def forward(self, x, *args, **kwargs):
+        return x
+
+
+def _check_path(model, path: str) -> None:
+    """Refuses a path that is not a sublayer (paths are resolved by registered names: dots allowed)."""
+    if not isinstance(path, str) or not path or resolve_path(model, path) is None:
+        raise CompressError(f"block {path!r} does not exist in this architecture")
 
 
 def remove_blocks(model, paths: list[str]) -> None:
-    """Replace the sublayer at each dotted ``path`` with ``nn.Identity``, in place."""
+    """Replace the sublayer at each ``path`` with :class:`Removed`, in place (also where a plain list holds it)."""
     for path in paths:
-        parent, key = _parent_of(model, path)
-        parent._sub_layers[key] = nn.Identity()
+        _check_path(model, path)
+        replace_layer(model, path, Removed())
 
 
 # --------------------------------------------------------------------------- branches
@@ -80,8 +84,8 @@ def remove_branch(model, record: dict) -> None:
         raise CompressError(f"branch {record.get('kind')!r} of block {record.get('block')!r} does not exist in this "
                             "architecture") from None
     for c in body[:-1]:
-        block._sub_layers[c] = nn.Identity()
-    block._sub_layers[body[-1]] = ZeroBranch(shape)
+        replace_layer(block, c, nn.Identity())
+    replace_layer(block, body[-1], ZeroBranch(shape))
 
 
 def remove_branches(model, records: list[dict]) -> None:
@@ -91,20 +95,20 @@ def remove_branches(model, records: list[dict]) -> None:
 
 @contextlib.contextmanager
 def replaced_by_identity(model, paths: list[str]):
-    """Within the ``with`` block, the sublayers at ``paths`` are ``nn.Identity``; then they are put back.
+    """Within the ``with`` block, the sublayers at ``paths`` are :class:`Removed` (wherever the model holds
+    them); then they are put back.
 
     Yields {path: original layer}.
     """
-    saved = []
+    undo, old = [], {}
     try:
         for path in paths:
-            parent, key = _parent_of(model, path)
-            saved.append((parent, key, parent._sub_layers[key]))
-            parent._sub_layers[key] = nn.Identity()
-        yield {f"{p}": layer for p, (_, _, layer) in zip(paths, saved)}
+            _check_path(model, path)
+            old[path] = get_sublayer(model, path)
+            undo.extend(replace_layer(model, path, Removed()))
+        yield old
     finally:
-        for parent, key, layer in reversed(saved):
-            parent._sub_layers[key] = layer
+        restore_layers(undo)
 
 
 # --------------------------------------------------------------------------- the self-check

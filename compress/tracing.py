@@ -22,7 +22,13 @@ wrappers):
 * A parameter-free leaf layer that returns a new tensor of its input's shape (``nn.ReLU``,
   ``nn.Dropout`` at eval) becomes an elementwise node, replayed by calling the layer again.
 
-Anything else (conv, linear, norm layers, reshapes) is opaque: its output is a leaf.
+* Shape-only operations (``reshape``, ``flatten``, ``transpose``, ``permute``, ``squeeze``,
+  ``unsqueeze``, ``view``, ``moveaxis``/``swapaxes``, as ``Tensor`` methods and ``paddle``
+  functions) become *view* nodes, replayed by calling the op again: a skip that leaves the
+  block's shape and comes back to it (``x.flatten(2).transpose([0, 2, 1])`` ... ``.reshape(x.shape)``)
+  is followed like any other.
+
+Anything else (conv, linear, norm layers, indexing, concat) is opaque: its output is a leaf.
 A reentrancy counter keeps ops called *inside* a traced op (``paddle.add(..., alpha=)``
 multiplies internally) out of the graph. Every node keeps a reference to its tensor for the
 life of the graph, so a tensor's ``id`` cannot be reused while the graph is in use; an
@@ -43,6 +49,7 @@ import paddle.nn.functional as F
 import paddle.nn.functional.activation as _F_activation
 import paddle.nn.functional.common as _F_common
 import paddle.tensor as _pt
+import paddle.tensor.manipulation as _ptmanip
 import paddle.tensor.math as _ptm
 
 
@@ -54,11 +61,11 @@ class Node:
 
     def __init__(self, idx, kind, tensor, label="", terms=(), fn=None):
         self.idx = idx
-        self.kind = kind          # leaf | add | mul | div | unary
+        self.kind = kind          # leaf | add | mul | div | unary | view
         self.tensor = tensor      # the tensor object (kept alive by the node)
         self.value = None         # clone of the value if the object was later modified in place
-        self.terms = list(terms)  # add: [(operand, coef)], mul/div: [(a, 1), (b, 1)], unary: [(parent, 1)]
-        self.fn = fn              # unary replay: fn(tensor) -> tensor
+        self.terms = list(terms)  # add: [(operand, coef)], mul/div: [(a, 1), (b, 1)], unary/view: [(parent, 1)]
+        self.fn = fn              # unary/view replay: fn(tensor) -> tensor
         self.label = label        # e.g. "Tensor.__add__", "paddle.add", "F.relu", "layer:layer1.0.relu(ReLU)"
         self.producers = []       # layer paths that returned this tensor, innermost first
 
@@ -132,7 +139,7 @@ def _replay(orig, args, kwargs, inplace=False):
 
 @dataclass(frozen=True)
 class _Op:
-    """How one wrapped function is recorded: ``kind`` is add, sub, mul, div, add_n, scale or unary."""
+    """How one wrapped function is recorded: ``kind`` is add, sub, mul, div, add_n, scale, unary or view."""
 
     orig: Callable
     label: str
@@ -173,10 +180,11 @@ def _record(tr: Tracer, op: _Op, args, kwargs, out) -> None:
         inputs = [inputs] if isinstance(inputs, paddle.Tensor) else inputs
         tr.new("add", out, op.label, [(tr.operand(t), 1.0) for t in inputs])
         return
-    if op.kind in ("unary", "scale"):
+    if op.kind in ("unary", "scale", "view"):
         x = _arg(args, kwargs, 0, "x")
         if isinstance(x, paddle.Tensor):
-            tr.new("unary", out, op.label, [(tr.operand(x), 1.0)], _replay(op.orig, args, kwargs, op.inplace))
+            tr.new("view" if op.kind == "view" else "unary", out, op.label, [(tr.operand(x), 1.0)],
+                   _replay(op.orig, args, kwargs, op.inplace))
         return
     a, b = _arg(args, kwargs, 0, "x"), _arg(args, kwargs, 1, "y")
     if op.reflected:
@@ -203,11 +211,15 @@ _TENSOR_OPS = [
     ("subtract", "sub", False, False), ("subtract_", "sub", True, False),
     ("multiply", "mul", False, False), ("divide", "div", False, False),
     ("scale", "scale", False, False),
-]
-_FUNC_OPS = {"add": "add", "subtract": "sub", "multiply": "mul", "divide": "div", "scale": "scale", "add_n": "add_n"}
+] + [(name, "view", name.endswith("_"), False) for name in (
+    "reshape", "reshape_", "flatten", "flatten_", "transpose", "transpose_", "squeeze", "squeeze_", "unsqueeze",
+    "unsqueeze_", "permute", "view", "moveaxis", "swapaxes", "swapdims", "t")]
+_VIEW_OPS = [name for name, kind, _, _ in _TENSOR_OPS if kind == "view"]
+_FUNC_OPS = {"add": "add", "subtract": "sub", "multiply": "mul", "divide": "div", "scale": "scale", "add_n": "add_n",
+             **{name: "view" for name in _VIEW_OPS}}
 _ACTIVATIONS = ["relu", "relu6", "gelu", "hardswish", "silu", "swish", "leaky_relu", "elu", "hardtanh", "sigmoid",
                 "tanh", "mish", "hardsigmoid", "dropout", "relu_", "leaky_relu_", "elu_", "hardtanh_", "tanh_"]
-_FUNCTION_MODULES = (paddle, _pt, _ptm, F, _F_activation, _F_common)
+_FUNCTION_MODULES = (paddle, _pt, _ptm, _ptmanip, F, _F_activation, _F_common)
 
 
 class Patches:
@@ -227,7 +239,7 @@ class Patches:
         for name, kind in _FUNC_OPS.items():
             f = getattr(paddle, name, None)
             if f is not None:
-                ops[id(f)] = _Op(f, f"paddle.{name}", kind)
+                ops[id(f)] = _Op(f, f"paddle.{name}", kind, inplace=kind == "view" and name.endswith("_"))
         for name in _ACTIVATIONS:
             f = getattr(F, name, None)
             if f is not None:
@@ -274,10 +286,34 @@ class Call:
     out_shape: list | None = None
     input_issue: str = ""
     output_issue: str = ""
+    extra: list = field(default_factory=list)   # the call's other positional arguments, described (``int``, ``tuple``)
 
     @property
     def leaf(self) -> bool:
         return not list(self.layer.children())
+
+
+def describe_argument(a) -> str:
+    """A short description of a call's extra argument, for messages and the blocks listing."""
+    if isinstance(a, paddle.Tensor):
+        return f"tensor{list(a.shape)}"
+    if isinstance(a, (list, tuple)):
+        return f"{type(a).__name__}[{', '.join(describe_argument(v) for v in a[:4])}{', ...' if len(a) > 4 else ''}]"
+    if a is None or isinstance(a, (bool, int, float, str)):
+        return repr(a) if isinstance(a, bool) or a is None else type(a).__name__
+    return type(a).__name__
+
+
+def _second_stream(inputs) -> str:
+    """Why extra positional arguments stop the call from being a block: another tensor of the first one's shape
+    (a second stream the output may be built from: a projected shortcut, a child's features). Other extras
+    (ints, shapes, masks, the first tensor itself again) pass by, as a removed block ignores them."""
+    x = inputs[0]
+    for k, a in enumerate(inputs[1:], start=2):
+        if isinstance(a, paddle.Tensor) and a is not x and list(a.shape) == list(x.shape):
+            return (f"takes {len(inputs)} positional inputs, and input {k} is a second tensor of the first's shape "
+                    f"{list(x.shape)}")
+    return ""
 
 
 def _param_free_leaf(layer) -> bool:
@@ -297,21 +333,29 @@ class _Hooks:
             if c.calls > 1:
                 return None
             c.order, self.counter = self.counter, self.counter + 1
-            if len(inputs) == 1 and isinstance(inputs[0], paddle.Tensor):
+            if inputs and isinstance(inputs[0], paddle.Tensor):
                 c.x, c.in_shape = self.tr.node_of(inputs[0]), list(inputs[0].shape)
+                c.extra = [describe_argument(a) for a in inputs[1:]]
+                c.input_issue = _second_stream(inputs)
             else:
-                c.input_issue = (f"takes {len(inputs)} positional inputs" if len(inputs) != 1
-                                 else f"input is a {type(inputs[0]).__name__}, not a tensor")
+                c.input_issue = ("takes no positional input" if not inputs
+                                 else f"first input is a {type(inputs[0]).__name__}, not a tensor")
             return None
         return hook
 
     def post(self, c: Call):
         def hook(layer, inputs, output):
-            if c.calls > 1 or c.y is not None:
+            if c.calls > 1 or c.y is not None:   # a later call: only say who returned the tensor
+                n = self.tr.by_id.get(id(output)) if isinstance(output, paddle.Tensor) else None
+                if n is not None and n.tensor is output and c.path not in n.producers:
+                    n.producers.append(c.path)
                 return None
             if not isinstance(output, paddle.Tensor):
                 c.output_issue = f"returns a {type(output).__name__}, not a single tensor"
-                return None
+                first = output[0] if isinstance(output, (list, tuple)) and output else None
+                if not isinstance(first, paddle.Tensor):
+                    return None
+                output = first   # analysed all the same, to say why a residual-looking layer is no block
             c.out_shape = list(output.shape)
             n = self.tr.by_id.get(id(output))
             if n is None or n.tensor is not output:

@@ -11,6 +11,7 @@ import pytest
 from compress.blocks import discover_blocks
 from compress.errors import CompressError
 from compress.residual import check_removal, outermost_blocks
+from compress.surgery import remove_blocks
 from compress.tracing import probe_trace
 from helpers import paths, reasons
 from zoo_models import Attention, Mlp
@@ -223,7 +224,7 @@ def test_called_twice_is_rejected():
 
 
 class HiddenList(nn.Layer):
-    """Blocks also held in a plain Python list that forward uses: Identity surgery is ineffective."""
+    """Blocks also held in a plain Python list that forward uses (ResNeXt/GhostNet-style zoo code)."""
 
     def __init__(self):
         super().__init__()
@@ -239,9 +240,33 @@ class HiddenList(nn.Layer):
         return self.head(x.mean([2, 3]))
 
 
-def test_surgery_check_catches_blocks_held_outside_sublayers():
-    blocks, rejected = discover(HiddenList(), (3, 8, 8))
-    assert blocks == []
+class HiddenClosure(nn.Layer):
+    """A block reached only through a closure: no attribute holds it, so surgery cannot replace the call."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2D(3, 8, 3, padding=1)
+        self.blocks = nn.LayerList([Residual(conv_bn(8)) for _ in range(2)])
+        first = self.blocks[0]
+        self._run_first = lambda x: first(x)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = self.blocks[1](self._run_first(self.stem(x)))
+        return self.head(x.mean([2, 3]))
+
+
+def test_blocks_held_in_a_plain_list_are_found_and_replaced_there_too():
+    model = HiddenList()
+    blocks, rejected = discover(model, (3, 8, 8))
+    assert paths(blocks) == ["blocks.0", "blocks.1"]
+    remove_blocks(model, ["blocks.0"])
+    assert model._plain[0] is model.blocks[0] and isinstance(model._plain[0], nn.Identity)
+
+
+def test_surgery_check_catches_blocks_held_where_it_cannot_reach():
+    blocks, rejected = discover(HiddenClosure(), (3, 8, 8))
+    assert paths(blocks) == ["blocks.1"]
     assert "surgery check failed: still called after replacement" in reasons(rejected)["blocks.0"]
 
 

@@ -51,7 +51,7 @@ def describe_blocks(model=None, arch: str | None = None, arch_kwargs: dict | Non
         (branch_rows if u in branches else rows).append(d)
     groups, hidden = group_rejections(found, everything=all_rejected)
     return {"arch": name, "input_shape": list(shape), "params": count_params(net), "flops": total,
-            "blocks_from": blocks_from, "blocks": rows, "branches": branch_rows, "message": None if rows else no_blocks_message(blocks_from),
+            "blocks_from": blocks_from, "blocks": rows, "branches": branch_rows, "message": None if rows else no_blocks_message(blocks_from, found),
             "probe_seconds": round(found.probe_seconds, 3),
             "rejected": [r.to_json() for r in found.rejected],
             "rejected_groups": [{"kind": g.kind, "title": g.title, "rejected": [r.to_json() for r in g.rejected]}

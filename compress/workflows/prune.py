@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from ..blocks import compile_pattern, no_blocks_message
+from ..blocks import compile_pattern, explain_no_blocks
 from ..branches import Branch, check_granularity, sidecar_fields, surgery_plan, units_with_flops
 from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..criteria import BLOCK_ONLY_CRITERIA, DATA_CRITERIA, STATS_CRITERIA, DEFAULT_CRITERION, Context, select
@@ -227,7 +227,7 @@ def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERIO
     found, _, total = units_with_flops(bundle.model, bundle.input_shape, pattern, granularity)
     n = len(found)
     if n == 0:
-        raise CompressError(f"nothing to prune: {no_blocks_message(pattern)}", param="blocks_from")
+        raise CompressError(f"nothing to prune: {explain_no_blocks(bundle.model, bundle.input_shape, pattern)}", param="blocks_from")
     _check_unit_criterion(criterion, found)
     ctx = _criterion_context(bundle, found, data, seed, granularity, criterion)
     remove, criterion = _removal(target, criterion, ctx, total)

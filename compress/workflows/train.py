@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..blocks import compile_pattern, no_blocks_message
+from ..blocks import compile_pattern, explain_no_blocks
 from ..branches import Branch, sidecar_fields, units_with_flops
 from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from ..data import DataOptions, ModelData
@@ -141,7 +141,7 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
     check_num_classes(model, start.shape, ds.num_classes)
     units, blocks, flops = units_with_flops(model, start.shape, start.blocks_from, config.granularity)
     if config.drop_path_rate > 0 and not blocks:
-        raise CompressError(f"DropPath has nothing to act on: {no_blocks_message(start.blocks_from)}; "
+        raise CompressError(f"DropPath has nothing to act on: {explain_no_blocks(model, start.shape, start.blocks_from)}; "
                             "or train without it (`drop_path_rate` 0)", param=("blocks_from", "drop_path_rate"))
     n_branches = sum(isinstance(u, Branch) for u in units)
     progress.log(f"{len(blocks)} removable blocks" + (f", {len(units)} units ({n_branches} branches)"
