@@ -135,6 +135,13 @@ def influence_costs(ctx: Context) -> list[float]:
     return [1.0 - float(_cos(*acts[i]).mean()) for i in range(len(ctx.blocks))]
 
 
+def angular_costs(ctx: Context) -> list[float]:
+    """Per block, the angular distance between its own input and output, mean arccos(cos) / pi on validation data
+    (Gromov et al.'s distance for a run of one block)."""
+    acts = _block_io(ctx)
+    return [float(np.mean(np.arccos(np.clip(_cos(*acts[i]), -1, 1)) / np.pi)) for i in range(len(ctx.blocks))]
+
+
 def block_influence(ctx, n):
     """ShortGPT: BI = 1 - mean cos(x_in, x_out); the least influential blocks go."""
     return _lowest(influence_costs(ctx), n)

@@ -1,12 +1,13 @@
 """The commands, one module each. A command maps its flags to the library's parameters
 (a config dataclass where there is one), calls one library function and prints the result.
 ``COMMANDS`` and ``GROUPS`` are what the app registers (in pipeline order)."""
-from . import blocks, data, demo, export, prune, report, stats, sweep, train
+from . import ablate, blocks, data, demo, export, prune, report, stats, sweep, train
 
 COMMANDS = [
     ("blocks", blocks.blocks),
     ("train", train.train),
     ("stats", stats.stats),
+    ("ablate", ablate.ablate),
     ("prune", prune.prune),
     ("export", export.export),
     ("report", report.report),
