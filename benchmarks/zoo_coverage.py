@@ -76,8 +76,8 @@ def _targets(args) -> list[tuple[str, str, dict, tuple, int | None]]:
         from zoo_models import ZOO
         out += [("zoo", f"zoo_models:{name}", {}, tuple(s), n) for name, (_, s, n) in ZOO.items()]
     kwargs = json.loads(args.arch_kwargs) if args.arch_kwargs else {"class_num": 10}
-    listed = [line.strip() for f in args.arch_file for line in f.read_text().splitlines()
-              if line.strip() and not line.lstrip().startswith("#")]
+    listed = [os.path.expandvars(line.strip()) for f in args.arch_file for line in f.read_text().splitlines()
+              if line.strip() and not line.lstrip().startswith("#")]   # $ZOO: where a checkout is
     for a in args.arch + listed:
         spec, _, n = a.partition("=")
         out.append(("arch", spec, kwargs, shape, int(n) if n else None))

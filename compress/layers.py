@@ -80,18 +80,8 @@ def _swap_in(value, old, new, undo: list, depth: int = 0):
     dicts in place (recorded in ``undo``), a tuple rebuilt (returned; None: unchanged)."""
     if depth > 3:
         return None
-    if isinstance(value, list):
-        for i, v in enumerate(value):
-            if v is old:
-                undo.append((value, i, old))
-                value[i] = new
-            else:
-                rebuilt = _swap_in(v, old, new, undo, depth + 1)
-                if rebuilt is not None:
-                    undo.append((value, i, v))
-                    value[i] = rebuilt
-    elif isinstance(value, dict) and not isinstance(value, nn.Layer):
-        for k, v in list(value.items()):
+    if isinstance(value, (list, dict)) and not isinstance(value, nn.Layer):
+        for k, v in list(enumerate(value) if isinstance(value, list) else value.items()):
             if v is old:
                 undo.append((value, k, old))
                 value[k] = new
@@ -100,11 +90,13 @@ def _swap_in(value, old, new, undo: list, depth: int = 0):
                 if rebuilt is not None:
                     undo.append((value, k, v))
                     value[k] = rebuilt
-    elif isinstance(value, tuple) and any(v is old or isinstance(v, (list, tuple, dict)) for v in value):
-        scratch = []
-        items = [new if v is old else (_swap_in(v, old, new, scratch, depth + 1) or v) for v in value]
-        if scratch or any(v is old for v in value):
-            undo.extend(scratch)
+    elif isinstance(value, tuple):
+        items, changed = [], False
+        for v in value:
+            rebuilt = new if v is old else _swap_in(v, old, new, undo, depth + 1)
+            changed |= rebuilt is not None
+            items.append(v if rebuilt is None else rebuilt)
+        if changed:
             return type(value)(items) if type(value) is tuple else value.__class__(*items)
     return None
 

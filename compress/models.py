@@ -108,11 +108,16 @@ def _import_file(spec: str, file: Path):
         s = importlib.util.spec_from_file_location(mod_name, file)
         module = importlib.util.module_from_spec(s)
         sys.modules[mod_name] = module
+        folder = str(file.resolve().parent)   # as when the file is run: its sibling modules import
+        sys.path.insert(0, folder)
         try:
             s.loader.exec_module(module)
         except Exception as e:
             del sys.modules[mod_name]
             raise CompressError(f"cannot import {file}: {type(e).__name__}: {e}") from None
+        finally:
+            if folder in sys.path:
+                sys.path.remove(folder)
     return module
 
 

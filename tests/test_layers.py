@@ -14,7 +14,7 @@ class Holder(nn.Layer):
         self.a = self.add_sublayer("blk.0.", nn.Linear(2, 2))       # a name with dots
         self.b = self.add_sublayer("blk", nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)))
         self.in_list = [self.a, [self.b[1]]]
-        self.in_tuple = (self.a, 3)
+        self.in_tuple = (self.a, 3, (4, self.a))
         self.in_dict = {"first": self.a}
 
 
@@ -35,9 +35,9 @@ def test_replace_layer_everywhere_and_restore():
     old, new = m.a, nn.Identity()
     undo = replace_layer(m, "blk.0.", new)
     assert m._sub_layers["blk.0."] is new
-    assert m.in_list[0] is new and m.in_tuple == (new, 3) and m.in_dict["first"] is new
+    assert m.in_list[0] is new and m.in_tuple == (new, 3, (4, new)) and m.in_dict["first"] is new
     restore_layers(undo)
-    assert m._sub_layers["blk.0."] is old and m.in_list[0] is old and m.in_tuple[0] is old
+    assert m._sub_layers["blk.0."] is old and m.in_list[0] is old and m.in_tuple == (old, 3, (4, old))
     assert m.in_dict["first"] is old
     inner = m.b[1]
     set_sublayer(m, "blk.1", nn.Identity())                   # nested list too

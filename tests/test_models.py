@@ -33,3 +33,16 @@ def test_save_and_load_model_roundtrip(tmp_path):
     np.testing.assert_allclose(b.model(x).numpy(), model(x).numpy(), atol=1e-6)
     assert b.input_shape == (1, 8, 8) and b.num_classes == 10
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_model_file_imports_its_sibling_modules(tmp_path):
+    """`file.py:callable` imports as the file would run: modules next to it (a zoo's `droppath.py`) are found."""
+    (tmp_path / "sibling_layers_xyz.py").write_text("import paddle\nclass Lin(paddle.nn.Linear):\n    pass\n")
+    f = tmp_path / "net.py"
+    f.write_text("import paddle\nfrom sibling_layers_xyz import Lin\nclass Net(paddle.nn.Layer):\n"
+                 "    def __init__(self, num_classes=3):\n        super().__init__()\n        self.l = Lin(4, num_classes)\n"
+                 "    def forward(self, x):\n        return self.l(x.flatten(1))\n")
+    import sys
+
+    model = build_model(ArchSpec(f"{f}:Net"), (1, 2, 2), num_classes=3)
+    assert type(model.l).__name__ == "Lin" and str(tmp_path) not in sys.path
