@@ -23,11 +23,23 @@ def _end_quietly(signum, frame):  # while starting: nothing written yet, no chil
 
 # The console script (not a test or a program importing the app): a signal while the heavy imports below run
 # (seconds) ends it quietly; once they are done, the library's handlers take over (see compress.signals).
+# Paddle's import installs a C++ handler of its own (it prints a C++ traceback on stdout), so the signals are also
+# *blocked* until the imports are done: one that arrives meanwhile waits, and is delivered to _end_quietly when
+# they are unblocked (threads that native libraries start during the imports inherit the block: the signal goes to
+# this one).
 CONSOLE_SCRIPT = os.path.basename(sys.argv[0] if sys.argv else "") == "compress"
-if CONSOLE_SCRIPT:
-    for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(_sig) != signal.SIG_IGN:  # one ignored from the start (nohup) stays ignored
-            signal.signal(_sig, _end_quietly)
+_STARTING = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+             if CONSOLE_SCRIPT and signal.getsignal(s) != signal.SIG_IGN]  # ignored from the start (nohup): stays so
+
+
+def _quiet_while_starting(block: bool) -> None:
+    for sig in _STARTING:
+        signal.signal(sig, _end_quietly)
+    if _STARTING:
+        signal.pthread_sigmask(signal.SIG_BLOCK if block else signal.SIG_UNBLOCK, _STARTING)
+
+
+_quiet_while_starting(block=True)
 
 import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
@@ -48,7 +60,8 @@ from .output import flag, stdout  # noqa: E402
 from .progress import stderr  # noqa: E402
 
 if CONSOLE_SCRIPT:
-    signals.install()  # Paddle's import put a C++ SIGTERM handler of its own in place (it prints a C++ traceback)
+    _quiet_while_starting(block=False)  # ours again (Paddle's import replaced them); a signal that waited ends here
+    signals.install()
 
 
 
@@ -132,6 +145,10 @@ def friendly(fn):
                 raise typer.Exit(e.exit_code)
             if os.environ.get(native.DEBUG_ENV):
                 raise
+            if isinstance(e, (MemoryError, RecursionError)):   # what an input asked for, not a bug of ours
+                error(f"the input needs more {'memory' if isinstance(e, MemoryError) else 'nesting'} than this "
+                      f"machine allows ({type(e).__name__}); nothing written")
+                raise typer.Exit(2)
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
             error(f"{type(e).__name__}: {msg} (set COMPRESS_DEBUG=1 for a traceback)")
             raise typer.Exit(1)

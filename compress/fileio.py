@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import shutil
 import tempfile
 from pathlib import Path
@@ -197,6 +198,30 @@ def locked(directory: str | os.PathLike):
         yield
     finally:
         os.close(fd)
+
+
+def what_is(path: str | os.PathLike) -> str:
+    """What a path that is not a regular file is, for messages: 'a directory', 'a FIFO (named pipe)', 'a character
+    device', 'a broken symbolic link', 'missing'..."""
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if p.is_symlink() else "missing"
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file")]
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
+def not_a_file(path: str | os.PathLike, what: str = "file") -> CompressError:
+    """The one line for a path that should be a regular file: 'no such file', or what it is instead."""
+    kind = what_is(path)
+    if kind == "missing":
+        return CompressError(f"{path}: no such {what}")
+    via = " (through a symbolic link)" if Path(path).is_symlink() and kind != "a broken symbolic link" else ""
+    return CompressError(f"{path}: not a {what}: it is {kind}{via}")
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -25,6 +25,7 @@ import paddle
 from . import trust
 from .architectures import ARCHITECTURES
 from .errors import CompressError
+from .fileio import not_a_file
 from .layers import probe_forward
 from .sidecar import Sidecar, check_input_shape, sidecar_path
 from .storage import read_model_files, write_model_files
@@ -311,7 +312,7 @@ def load_model(path: str | os.PathLike, arch: str | None = None, arch_kwargs: di
     """
     path = check_weights_path(path)
     if not path.is_file():
-        raise CompressError(f"{path}: no such file")
+        raise not_a_file(path)
     files = read_model_files(path, sidecar_required=arch is None)
     sidecar = _sidecar_for(path, files.sidecar, arch, arch_kwargs, input_shape)
     model = build_model(ArchSpec.from_json(sidecar.arch), sidecar.input_shape, num_classes or sidecar.num_classes,

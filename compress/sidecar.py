@@ -15,9 +15,9 @@ keeps working.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CompressError
-from .fileio import atomic_path, json_default, locked, sha256, sync_dir
+from .fileio import atomic_path, json_default, not_a_file, sha256, sync_dir
 from .weights import WEIGHT_SUFFIXES
 
 SIDECAR_SUFFIX = ".compress.json"
@@ -267,6 +267,8 @@ def parse_sidecar(text: str, path) -> Sidecar:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CompressError(f"{path}: not a valid sidecar ({e})") from None
+    except RecursionError:
+        raise CompressError(f"{path}: not a valid sidecar (nested too deeply)") from None
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         raise CompressError(f"{path}: not a compress sidecar (format is not {SIDECAR_FORMAT})")
     return check_sidecar(Sidecar.from_json(data), path)
@@ -279,23 +281,42 @@ def _read(path: Path) -> Sidecar:
         raise CompressError(f"{path}: cannot read it ({e.strerror or e})") from None
 
 
-def _completed_write(weights: Path) -> Sidecar | None:
-    """A write that was interrupted after its weights went in: the journal (pending sidecar) is the sidecar
-    if it names these weights' sha256. It is then moved into place (or, read-only, used as is)."""
+def _journal(weights: Path) -> Sidecar | None:
+    """The journal (pending sidecar) of a write that was interrupted after its weights went in: it names these
+    weights' sha256 while the sidecar in place does not. None otherwise; a journal beside a sidecar that matches
+    the weights (stale, or planted) is ignored, and said so on the ``compress`` logger."""
     pending = pending_path(weights)
     if not pending.is_file() or not weights.is_file():
         return None
     try:
         sc = parse_sidecar(pending.read_text(), pending)
-    except (CompressError, OSError):
+    except (CompressError, OSError, RecursionError):
         return None
-    if sc.weights_sha256 is None or sc.weights_sha256 != sha256(weights):
+    sha = sha256(weights)
+    if sc.weights_sha256 is None or sc.weights_sha256 != sha:
         return None
-    with contextlib.suppress(OSError, CompressError), locked(weights.parent):
-        if pending.is_file() and sha256(weights) == sc.weights_sha256:
-            os.replace(pending, sidecar_path(weights))
-            sync_dir(weights.parent)
+    try:
+        current = _read(sidecar_path(weights)) if sidecar_path(weights).is_file() else None
+    except CompressError:
+        current = None
+    if current is not None and current.weights_sha256 == sha:
+        logging.getLogger("compress").warning(f"{pending}: ignored (the sidecar in place matches the weights; only "
+                                              "an interrupted write's own journal stands in for it)")
+        return None
     return sc
+
+
+def _completed_write(weights: Path) -> Sidecar | None:
+    """A reader's view of an interrupted write: the journal is the sidecar, used as it is. A reader never moves
+    it: only a writer holding the directory's lock does (:func:`finish_journal`)."""
+    return _journal(weights)
+
+
+def finish_journal(weights: Path) -> None:
+    """Under the directory's lock (a writer's): move an interrupted write's journal into place."""
+    if _journal(weights) is not None:
+        os.replace(pending_path(weights), sidecar_path(weights))
+        sync_dir(weights.parent)
 
 
 def read_sidecar(weights: str | os.PathLike, required: bool = True) -> Sidecar | None:
@@ -310,8 +331,8 @@ def read_sidecar(weights: str | os.PathLike, required: bool = True) -> Sidecar |
         return done
     path = sidecar_path(weights)
     if not path.is_file():
-        if path.exists():
-            raise CompressError(f"{path}: not a sidecar file (it is a directory)")
+        if path.exists() or path.is_symlink():
+            raise not_a_file(path, "sidecar file")
         if required:
             raise CompressError(f"{weights}: no sidecar {path.name} next to it; use a model written by compress "
                                 "(`compress train` writes one), or give `arch` where the command has it", param="arch")

@@ -31,7 +31,7 @@ import numpy as np
 from .errors import CompressError
 from .fileio import locked, sha256_bytes, sync_dir, temp_name, write_error, write_hidden
 from .signals import deferred
-from .sidecar import Sidecar, pending_path, read_sidecar, sidecar_path, sidecar_text
+from .sidecar import Sidecar, finish_journal, pending_path, read_sidecar, sidecar_path, sidecar_text
 from .weights import check_weights_path, decode_weights, encode_weights, read_bytes
 
 digest = sha256_bytes
@@ -120,7 +120,8 @@ def _write(path: Path, data: bytes, sidecar: Sidecar | Mapping) -> Sidecar:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with locked(path.parent):
-            _clean(_leftovers(path))  # under the lock: they belong to writers that died
+            finish_journal(path)      # under the lock: an interrupted write of this model is completed first,
+            _clean(_leftovers(path))  # then what writers that died left is removed
             staged.append(write_hidden(path, data))
             staged.append(write_hidden(sidecar_path(path), text))
             _publish(path, *staged)

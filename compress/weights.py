@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CompressError
-from .fileio import atomic_path
+from .fileio import atomic_path, not_a_file
 
 WEIGHT_SUFFIXES = (".pdparams", ".safetensors")
 _NUMERIC = "biufc"  # numpy dtype kinds a weight may have: bool, integers, floats, complex
@@ -97,13 +97,18 @@ def decode_weights(data: bytes, path: str | os.PathLike) -> dict[str, np.ndarray
         raise CompressError(f"{path}: not a weights file or truncated ({msg})") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
         raise CompressError(f"{path}: not a weights file or truncated ({type(e).__name__}: {e})") from None
+    except (MemoryError, OverflowError) as e:   # a length or a shape far beyond the file's size
+        raise CompressError(f"{path}: not a weights file: it declares data far larger than its {len(data):,} bytes "
+                            f"({type(e).__name__})") from None
+    except RecursionError:
+        raise CompressError(f"{path}: not a weights file: nested too deeply") from None
     return _state_from_obj(obj, path)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
     path = Path(path)
     if not path.is_file():
-        raise CompressError(f"{path}: no such file")
+        raise not_a_file(path)
     try:
         return path.read_bytes()
     except OSError as e:

@@ -140,3 +140,66 @@ def test_usage_errors_are_one_error_line(args, words):
     err = one_line_error(res)
     assert words in err and "compress" in err
     assert not any(c in res.output for c in "╭│╰")
+
+
+# --------------------------------------------------------------------------- on the real console script
+def _run(*args, cwd=None):
+    return subprocess.run([COMPRESS, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300,
+                          env={**os.environ, "PYTHONPATH": TESTS})
+
+
+def _one_error(r, code=2):
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr + r.stdout
+    errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    return errors[0]
+
+
+def test_weights_that_are_not_files_say_what_they_are(tmp_path):
+    link = tmp_path / "zero.pdparams"
+    link.symlink_to("/dev/zero")
+    assert "not a file: it is a character device (through a symbolic link)" in _one_error(_run("blocks", link))
+    fifo = tmp_path / "pipe.pdparams"
+    os.mkfifo(fifo)
+    assert "not a file: it is a FIFO (named pipe)" in _one_error(_run("blocks", fifo))
+
+
+def test_a_sidecar_that_is_a_device_or_a_fifo_says_so(model):
+    side = model.with_name("m.compress.json")
+    side.unlink()
+    side.symlink_to("/dev/urandom")
+    assert "not a sidecar file: it is a character device" in _one_error(_run("blocks", model))
+    side.unlink()
+    os.mkfifo(side)
+    assert "not a sidecar file: it is a FIFO (named pipe)" in _one_error(_run("blocks", model))
+
+
+def test_deeply_nested_sidecar_and_huge_pickle_lengths_exit_2(model, tmp_path):
+    side = model.with_name("m.compress.json")
+    side.write_text("[" * 100000 + "]" * 100000)
+    assert "nested too deeply" in _one_error(_run("blocks", model))
+    bomb = tmp_path / "bomb.pdparams"
+    bomb.write_bytes(b"\x80\x04\x8e" + (2 ** 40).to_bytes(8, "little") + b"ab.")   # BINBYTES8 of 1 TiB
+    err = _one_error(_run("blocks", bomb, "--arch", "tiny_models:TinyCNN", "--input-shape", "1,8,8"))
+    assert "bomb.pdparams" in err and ("truncated" in err or "far larger" in err)
+
+
+def test_a_sidecar_naming_a_function_where_a_class_goes_exits_2_and_runs_nothing(model, tmp_path):
+    _with_sidecar(model, arch={"spec": "paddle.vision.models:ResNet", "kwargs": {"block": "os.system", "depth": 18}})
+    err = _one_error(_run("blocks", model))
+    assert "building the model paddle.vision.models:ResNet failed in its own code" in err
+
+
+def test_a_planted_journal_is_ignored_by_readers_and_reported(model):
+    from compress.fileio import sha256
+    from compress.sidecar import pending_path
+
+    side = model.with_name("m.compress.json")
+    planted = {**json.loads(side.read_text()), "num_classes": 3, "weights_sha256": sha256(model)}
+    pending_path(model).write_text(json.dumps(planted))
+    before = snapshot(model, side, pending_path(model))
+    r = _run("blocks", model, "--json")
+    assert r.returncode == 0, r.stderr
+    assert snapshot(model, side, pending_path(model)) == before           # a reader changes nothing
+    assert "ignored (the sidecar in place matches the weights" in r.stderr

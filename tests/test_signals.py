@@ -171,3 +171,20 @@ def test_sigterm_to_report_during_timing_leaves_no_orphan(model, tmp_path):
     cmd.stop(signal.SIGTERM)
     assert not (tmp_path / "rep" / "report.json").exists()
     assert hidden(tmp_path) == [] and hidden(tmp_path / "rep") == [] and hidden(tmp_path / "rep" / "exports") == []
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.6, 1.0, 1.4, 1.8, 2.4])
+def test_sigterm_while_starting_ends_with_one_line_and_nothing_on_stdout(model, tmp_path, delay):
+    """A signal during the first seconds (while Paddle is imported, which installs a C++ handler of its own) ends
+    the command with 128 + its number, one `error:` line on stderr, no native trace, and nothing on stdout."""
+    cmd = Command(["blocks", _workdir(tmp_path, model), "--json"], tmp_path)
+    time.sleep(delay)
+    if cmd.proc.poll() is not None:
+        pytest.skip("the command had already finished")
+    code = cmd.signal_and_wait(signal.SIGTERM)
+    out = cmd.proc.stdout.read()
+    if code == 0:
+        pytest.skip("the signal came after the work was done")
+    assert code == 128 + signal.SIGTERM, "\n".join(cmd.lines)
+    assert "interrupted" in cmd.error_line()
+    assert out == "" and not any(t in out for t in NATIVE_TRACE)

@@ -154,8 +154,9 @@ def test_the_sidecar_records_the_weights_hash(old):
     assert read_sidecar(old).weights_sha256 == sha256(old)
 
 
-def test_an_interrupted_publish_is_completed_by_the_next_reader(old):
-    """The journal: new weights in place, the new sidecar still pending -> readers get the new pair."""
+def test_an_interrupted_publish_is_read_through_its_journal_and_completed_by_the_next_writer(old):
+    """The journal: new weights in place, the new sidecar still pending -> readers get the new pair, and leave
+    the files as they are; the next writer of the model moves the journal into place first."""
     new = _new_model(6)
     state = storage.encode_weights(new.state_dict(), old)
     sc = tiny_sidecar(6)
@@ -164,7 +165,11 @@ def test_an_interrupted_publish_is_completed_by_the_next_reader(old):
     old.write_bytes(state)
     bundle, consistent = _pair(old)
     assert consistent and bundle.sidecar.arch["kwargs"]["width"] == 6
-    assert not pending.exists() and read_sidecar(old).arch["kwargs"]["width"] == 6
+    assert pending.exists() and read_sidecar(old).arch["kwargs"]["width"] == 6      # read-only
+    from compress.sidecar import finish_journal, sidecar_path
+
+    finish_journal(old)
+    assert not pending.exists() and json.loads(sidecar_path(old).read_text())["arch"]["kwargs"]["width"] == 6
 
 
 # --------------------------------------------------------------------------- what a weights file may hold

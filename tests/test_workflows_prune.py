@@ -192,3 +192,25 @@ def test_hidden_distillation_needs_a_classifier():
 
     with pytest.raises(CompressError, match="classifier"):
         hidden_taps(NoHead(), NoHead(), (1, 4, 4), 10)
+
+
+def test_prune_reads_its_input_once(trained, tmp_path, monkeypatch):
+    """Teacher, student and the self-check's rebuilds are copies of one read: a writer replacing the input meanwhile
+    cannot give the student other weights than the teacher's (a torn read once looked like a failed self-check)."""
+    import compress.storage as storage
+
+    reads = []
+    real = storage.read_bytes
+
+    def counting(path):
+        reads.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(storage, "read_bytes", counting)
+    res = invoke("prune", trained, "--keep", 0.5, "--epochs", 1, "--out", tmp_path / "once.pdparams", "--json")
+    assert res.exit_code == 0, res.output
+    assert reads == [trained.name]
+    lineage = compress.load_model(tmp_path / "once.pdparams").sidecar["lineage"][-1]
+    from compress.fileio import sha256
+
+    assert lineage["parent_sha256"] == sha256(trained)

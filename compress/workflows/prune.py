@@ -8,6 +8,7 @@ writes files.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -287,13 +288,15 @@ def _check_batch(ds: ModelData | None, input_shape, seed: int) -> paddle.Tensor:
 
 def _removed(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData | None, seed: int,
              progress: Progress) -> tuple[object, RemovalCheck]:
-    """A fresh copy of the model with the plan's blocks removed, checked against the teacher with those
-    blocks switched off (:func:`compress.surgery.check_removal`; raises on a mismatch, nothing written)."""
-    student = load_model(model_path).model
+    """A copy of the model with the plan's blocks removed, checked against the teacher with those blocks switched
+    off (:func:`compress.surgery.check_removal`; raises on a mismatch, nothing written). Copies of the teacher in
+    memory, not new reads of ``model_path``: the input is read once, so a writer replacing it meanwhile cannot give
+    the student other weights than the teacher's."""
+    student = copy.deepcopy(teacher.model)
     remove_blocks(student, p.remove_paths)
     remove_branches(student, p.remove_branches)
     check = check_removal(teacher.model, student, p.units(), _check_batch(ds, teacher.input_shape, seed),
-                          rebuild=lambda: load_model(model_path).model)
+                          rebuild=lambda: copy.deepcopy(teacher.model))
     progress.log(f"surgery self-check: max abs diff {check.max_abs_diff:.2g} on {check.images} images "
                  f"(allowed {check.tolerance:g})")
     return student, check
@@ -347,7 +350,9 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
     all_removed = list(parent.removed_blocks) + p.remove_paths
     # the first parent's FLOPs: unknown when an earlier prune (before FLOPs were recorded) did not say
     original_flops = parent.prune_steps[0].get("flops_before") if parent.prune_steps else p.flops_before
-    step = {"parent": str(model_path.resolve()), "parent_sha256": sha256(model_path), "keep": keep,
+    # the hash of the bytes the teacher was loaded from (checked against them when read), not of a new read
+    parent_sha = teacher.sidecar.weights_sha256 or sha256(model_path)
+    step = {"parent": str(model_path.resolve()), "parent_sha256": parent_sha, "keep": keep,
             "keep_total": len(kept_blocks) / (len(kept_blocks) + len(all_removed)), "criterion": p.criterion,
             "keep_flops": p.keep_flops, "flops_before": p.flops_before, "flops_after": total,
             "flops_ratio": total / p.flops_before,
