@@ -44,6 +44,12 @@ def checkpoint_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".ckpt")
 
 
+def room_needed(model) -> int:
+    """Bytes a training run of ``model`` writes at most at once: the output, and a checkpoint (weights, two
+    optimizer moments, keep-best weights) beside the previous one while it is replaced: about 10x the weights."""
+    return 10 * int(sum(int(p.numel()) * p.element_size() for p in model.parameters()))
+
+
 def state_digest(state: dict) -> str:
     """sha256 of a state dict's names, dtypes, shapes and values (the identity of a run's initial weights)."""
     h = hashlib.sha256()
@@ -88,9 +94,15 @@ class Checkpointing:
         name = f"arrays-{epoch}.pdparams"
         if self.path.exists() and not self.path.is_dir():
             raise CompressError(f"cannot write the checkpoint {self.path}: it is a file; nothing written")
-        save_weights(arrays, self.path / name)
-        write_json(self.path / STATE, {"version": VERSION, "identity": self.identity, "epoch": epoch,
-                                       "arrays": name, "meta": meta})
+        new = not self.path.exists()
+        try:
+            save_weights(arrays, self.path / name)
+            write_json(self.path / STATE, {"version": VERSION, "identity": self.identity, "epoch": epoch,
+                                           "arrays": name, "meta": meta})
+        except BaseException:
+            if new:   # nothing of a first checkpoint that could not be written stays behind
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
         for old in [*self.path.glob("arrays-*.pdparams"), *self.path.glob(".*.tmp")]:  # older epochs, killed writes
             if old.name != name:
                 old.unlink(missing_ok=True)

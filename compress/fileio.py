@@ -6,6 +6,8 @@
   ``RENAME_EXCHANGE``, :func:`exchange`), so the old or the new one is complete at the path
   at every moment; where that call is missing, the old one is moved aside and back on failure.
 * :func:`locked`: an exclusive lock on a directory, for writers that must not interleave.
+* :func:`owned`: an output owned by one command from its start to its publish (a lock file next to it,
+  naming the owner); a second writer is told who holds it; a dead owner's lock is free (``flock``).
 * A failure to write (a full disk, a read-only place) is a :class:`CompressError` naming the
   path; nothing is left behind but the previous content.
 """
@@ -18,6 +20,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import shutil
 import tempfile
 from pathlib import Path
@@ -157,8 +160,9 @@ def publish_dir(tmp: Path, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike):
-    """Yield a temporary directory next to ``path``; move it to ``path`` on success (see :func:`publish_dir`)."""
+def atomic_dir(path: str | os.PathLike, replace: bool = True):
+    """Yield a temporary directory next to ``path``; move it to ``path`` on success (see :func:`publish_dir`).
+    ``replace`` False: a ``path`` that appeared meanwhile is not replaced (a CompressError, nothing published)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +172,9 @@ def atomic_dir(path: str | os.PathLike):
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
+        if not replace and os.path.lexists(path):
+            raise CompressError(f"{path} appeared while this command was writing it (another process wrote it); it "
+                                "was not replaced (`force` replaces it); nothing written", param="force")
         publish_dir(tmp, path)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -197,6 +204,71 @@ def locked(directory: str | os.PathLike):
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        os.close(fd)
+
+
+def _lock_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.lock"
+
+
+def _take(lock: Path):
+    """An fd holding ``lock`` exclusively, or None if a live process holds it (a dead one's lock is free: the
+    kernel released it). The file is the one at the path (not one unlinked by a finishing owner meanwhile)."""
+    import fcntl  # platform-specific: POSIX only
+
+    for _ in range(20):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+    return None
+
+
+def command_line() -> str:
+    """This process's command line, shortened, for an owner's lock."""
+    args = [os.path.basename(sys.argv[0]) if sys.argv else "python", *sys.argv[1:]]
+    text = " ".join(args)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@contextlib.contextmanager
+def owned(path: str | os.PathLike, command: str | None = None):
+    """Own the output ``path`` for the ``with`` block: another command writing the same output meanwhile is
+    refused (exit code 2) with the owner's pid and command line. The lock file (``.NAME.lock`` next to ``path``)
+    is removed at the end; one a dead process left is taken over."""
+    path = Path(path)
+    lock = _lock_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _take(lock)
+    except ImportError:   # no flock here (not POSIX): no ownership, as before
+        yield
+        return
+    except OSError as e:
+        raise write_error(lock, e) from None
+    if fd is None:
+        try:
+            owner = lock.read_text().strip() or "another process"
+        except OSError:
+            owner = "another process"
+        raise CompressError(f"{path} is being written by {owner}, which is still running; wait for it to finish or "
+                            "write elsewhere (`out`)", param="out")
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} ({command or command_line()})".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
         os.close(fd)
 
 

@@ -10,6 +10,7 @@ every file it reads (:func:`model_inputs`, :func:`data_inputs`).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,3 +114,22 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[Input]) -> None:
                 params = (a.param,) if a.param == b.param else (a.param, b.param)
                 raise CompressError(f"{a.where} and {b.where} overlap: the same place would be written more than "
                                     "once; choose separate paths", param=params)
+
+
+def check_room(path: str | os.PathLike, need_bytes: int, param: str = "out") -> None:
+    """Refuse, before the work starts, a destination whose file system is read-only or has less free space than
+    the estimate ``need_bytes`` (the output, its checkpoints): found now rather than after an epoch."""
+    path = Path(path).absolute()
+    place = path.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise CompressError(f"`{param}` {path}: cannot write there ({place} is not writable); nothing done", param=param)
+    try:
+        free = shutil.disk_usage(place).free
+    except OSError:
+        return
+    if free < need_bytes:
+        raise CompressError(f"`{param}` {path}: {free / 1e6:.1f} MB free on its file system, about "
+                            f"{need_bytes / 1e6:.1f} MB needed (the model and its checkpoints); nothing done",
+                            param=param)

@@ -105,11 +105,32 @@ def decode_weights(data: bytes, path: str | os.PathLike) -> dict[str, np.ndarray
     return _state_from_obj(obj, path)
 
 
+MAX_WEIGHTS_GB_ENV = "COMPRESS_MAX_WEIGHTS_GB"
+MAX_WEIGHTS_GB = 8.0    # the largest weights file read (edge models are far smaller); the variable above raises it
+
+
+def _check_head(path: Path, size: int) -> None:
+    """Refuse, from its size and first bytes and before reading it whole, a file that cannot be weights: over the
+    cap, not a pickle (``.pdparams``: protocol 2+ opens with 0x80), or a safetensors header longer than the file."""
+    cap = float(os.environ.get(MAX_WEIGHTS_GB_ENV) or MAX_WEIGHTS_GB)
+    if size > cap * 1e9:
+        raise CompressError(f"{path}: {size / 1e9:.1f} GB, larger than the {cap:g} GB a weights file may be "
+                            f"({MAX_WEIGHTS_GB_ENV} raises the cap); not read")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if path.suffix == ".safetensors":
+        if len(head) == 8 and int.from_bytes(head, "little") > size - 8:
+            raise CompressError(f"{path}: not a safetensors file (its header claims more bytes than the file has)")
+    elif head and head[:1] != b"\x80":
+        raise CompressError(f"{path}: not a weights file (not a pickle: it starts with {head[:4]!r}); not read")
+
+
 def read_bytes(path: str | os.PathLike) -> bytes:
     path = Path(path)
     if not path.is_file():
         raise not_a_file(path)
     try:
+        _check_head(path, path.stat().st_size)
         return path.read_bytes()
     except OSError as e:
         raise CompressError(f"{path}: cannot read it ({e.strerror or e})") from None

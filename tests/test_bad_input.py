@@ -203,3 +203,40 @@ def test_a_planted_journal_is_ignored_by_readers_and_reported(model):
     assert r.returncode == 0, r.stderr
     assert snapshot(model, side, pending_path(model)) == before           # a reader changes nothing
     assert "ignored (the sidecar in place matches the weights" in r.stderr
+
+
+def test_a_full_disk_during_healing_leaves_no_checkpoint_directory(model, tmp_path, monkeypatch):
+    out = tmp_path / "healed.pdparams"
+    full_disk(monkeypatch, tmp_path, after_bytes=0)
+    err = one_line_error(invoke("prune", model, "--blocks", "0", "--epochs", 1, "--out", out))
+    assert "No space left on device" in err
+    monkeypatch.undo()
+    assert not out.with_name(out.name + ".ckpt").exists() and not out.exists() and hidden(tmp_path) == []
+
+
+def test_too_little_free_space_is_found_before_training(model, tmp_path, monkeypatch):
+    import shutil as sh
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sh, "disk_usage", lambda p: usage(10 ** 9, 10 ** 9 - 1000, 1000))
+    err = one_line_error(invoke(*TRAIN[:-1], 3, "--out", tmp_path / "t.pdparams"))
+    assert "MB free on its file system" in err and "needed" in err
+    err = one_line_error(invoke("prune", model, "--blocks", "0", "--epochs", 1, "--out", tmp_path / "p.pdparams"))
+    assert "MB free on its file system" in err
+    assert list(tmp_path.glob("*.ckpt")) == [] and not (tmp_path / "t.pdparams").exists()
+
+
+def test_a_huge_sparse_weights_file_is_refused_without_reading_it(tmp_path):
+    import time as _time
+
+    big = tmp_path / "sparse.pdparams"
+    with open(big, "wb") as f:
+        f.truncate(6 * 10 ** 9)              # 6 GB of holes: reading it whole took 50 s and 6.6 GB
+    t0 = _time.monotonic()
+    err = _one_error(_run("blocks", big, "--arch", "tiny_models:TinyCNN", "--input-shape", "1,8,8"))
+    assert "not a pickle" in err and "not read" in err and _time.monotonic() - t0 < 60
+    r = subprocess.run([COMPRESS, "blocks", str(big), "--arch", "tiny_models:TinyCNN", "--input-shape", "1,8,8"],
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": TESTS, "COMPRESS_MAX_WEIGHTS_GB": "1"})
+    assert "larger than the 1 GB a weights file may be" in _one_error(r)

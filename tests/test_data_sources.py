@@ -296,3 +296,20 @@ def test_label_list_ids_must_be_complete(tmp_path):
     _refused(tmp_path, r"label_list.txt: class ids must be 0..K-1 with none missing; found \[0, 2\]")
     _lists(tmp_path, train, val, labels=["0 cat", "0 dog"])
     _refused(tmp_path, r"label_list.txt:2: class id 0 appears twice")
+
+
+def test_list_lines_outside_the_lists_folder_are_refused_unless_allowed(tmp_path, monkeypatch):
+    outside = tmp_path / "elsewhere"
+    _png(outside / "secret.png", value=1)
+    train, val = _list_data(tmp_path / "ds")
+    train[2] = "../elsewhere/secret.png 0"
+    root = _lists(tmp_path / "ds", train, val)
+    err = _refused(root, r"train_list.txt:3: '../elsewhere/secret.png' is outside the list's folder")
+    assert "COMPRESS_LIST_OUTSIDE_ROOT=1" in err
+    train[2] = "../../../../etc/passwd 0"
+    _lists(root, train, val)
+    assert "outside the list's folder" in _refused(root, "outside the list's folder")
+    monkeypatch.setenv("COMPRESS_LIST_OUTSIDE_ROOT", "1")
+    train[2] = "../elsewhere/secret.png 0"
+    _lists(root, train, val)
+    assert open_source(str(root)).size("train") + open_source(str(root)).size("val") == 10

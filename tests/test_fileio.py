@@ -82,3 +82,30 @@ def test_exchange_swaps_two_directories(tmp_path):
     if not fileio.exchange(tmp_path / "a", tmp_path / "b"):
         pytest.skip("no RENAME_EXCHANGE here")
     assert (tmp_path / "b" / "x").read_text() == "a" and not (tmp_path / "a" / "x").exists()
+
+
+def test_owned_refuses_a_second_owner_and_takes_over_a_dead_ones_lock(tmp_path):
+    from compress.errors import CompressError
+    from compress.fileio import owned
+
+    out = tmp_path / "E"
+    (tmp_path / ".E.lock").write_text("pid 999999 (compress export, long dead)")   # no process holds it
+    with owned(out, "first"):
+        assert (tmp_path / ".E.lock").read_text() == f"pid {os.getpid()} (first)"
+        with pytest.raises(CompressError, match=r"E is being written by pid \d+ \(first\), which is still running"):
+            with owned(out, "second"):
+                pass
+    assert not (tmp_path / ".E.lock").exists()
+
+
+def test_atomic_dir_does_not_replace_what_appeared_meanwhile(tmp_path):
+    from compress.errors import CompressError
+    from compress.fileio import atomic_dir
+
+    out = tmp_path / "E"
+    with pytest.raises(CompressError, match="appeared while this command was writing it"):
+        with atomic_dir(out, replace=False) as tmp:
+            (tmp / "new.txt").write_text("new")
+            out.mkdir()
+            (out / "theirs.txt").write_text("theirs")
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"] and len(list(tmp_path.iterdir())) == 1

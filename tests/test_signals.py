@@ -188,3 +188,19 @@ def test_sigterm_while_starting_ends_with_one_line_and_nothing_on_stdout(model, 
     assert code == 128 + signal.SIGTERM, "\n".join(cmd.lines)
     assert "interrupted" in cmd.error_line()
     assert out == "" and not any(t in out for t in NATIVE_TRACE)
+
+
+def test_two_exports_to_one_directory_the_second_is_told_who_writes_it(model, tmp_path):
+    """Ownership from start to publish: a second export to the same --out (another format) is refused with the
+    owner's pid and command, and the first one's files are all there (not silently lost)."""
+    src = _workdir(tmp_path, model)
+    out = tmp_path / "E"
+    first = Command(["export", src, "--out", out, "--format", "onnx", "--int8"], tmp_path)   # INT8: a while
+    first.wait_for(lambda: (tmp_path / ".E.lock").exists())
+    second = subprocess.run([COMPRESS, "export", str(src), "--out", str(out), "--format", "paddle"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": TESTS})
+    assert second.returncode == 2, second.stderr
+    assert f"is being written by pid {first.proc.pid} (compress export" in second.stderr
+    assert "still running" in second.stderr and "Traceback" not in second.stderr
+    assert first.proc.wait(300) == 0, "\n".join(first.lines)
+    assert (out / "model.onnx").is_file() and not (tmp_path / ".E.lock").exists()

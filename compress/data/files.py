@@ -184,6 +184,17 @@ def _read_text(path: Path) -> list[str]:
         raise CompressError(f"{path}: cannot read the list file ({e})") from None
 
 
+OUTSIDE_ENV = "COMPRESS_LIST_OUTSIDE_ROOT"
+
+
+def _inside(root: Path, f: Path) -> bool:
+    """``f`` (symlinks and ``..`` resolved) lies below ``root``, or the user allowed any path."""
+    if os.environ.get(OUTSIDE_ENV) == "1":
+        return True
+    base = os.path.realpath(root)
+    return os.path.realpath(f).startswith(base.rstrip(os.sep) + os.sep)
+
+
 def _read_list(path: Path) -> tuple[list[str], list[int], list[int]]:
     """(paths, labels, line numbers) of a ``relative/path label`` list; refuse a bad line by number."""
     root = path.parent
@@ -201,6 +212,9 @@ def _read_list(path: Path) -> tuple[list[str], list[int], list[int]]:
         except ValueError:
             raise CompressError(f"{path}:{n}: label {label!r} is not an integer") from None
         f = root / rel
+        if not _inside(root, f):
+            raise CompressError(f"{path}:{n}: {rel!r} is outside the list's folder {root}; list files name images "
+                                f"below their own folder (set {OUTSIDE_ENV}=1 to allow others)")
         if not f.is_file():
             raise CompressError(f"{path}:{n}: no such image file {str(f)!r}")
         paths.append(os.path.abspath(f))

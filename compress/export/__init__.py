@@ -40,7 +40,7 @@ from paddle import __version__ as _paddle_version  # (the name paddle is this pa
 from .._version import __version__
 from ..data import ModelData
 from ..errors import CompressError
-from ..fileio import atomic_dir, json_default, sha256
+from ..fileio import atomic_dir, json_default, owned, sha256
 from ..models import ModelBundle, load_model
 from ..native import capture_stdout
 from ..progress import NULL, Progress
@@ -178,12 +178,20 @@ def export_model(model_path, out_dir, options: ExportOptions | None = None, prog
     out_dir = Path(out_dir)
     src_path = None if isinstance(model_path, ModelBundle) else Path(model_path)
     check_out_dir(out_dir, options.force, src_path)
+    with owned(out_dir):   # from here to the publish: a second export to the same directory is refused
+        return _export_owned(model_path, out_dir, src_path, options, progress, t_start)
+
+
+def _export_owned(model_path, out_dir: Path, src_path, options: ExportOptions, progress: Progress,
+                  t_start: float) -> dict:
+    check_out_dir(out_dir, options.force, src_path)   # again, now that nobody else writes it
+    existed = out_dir.exists()
     bundle, data = _load_source(model_path, progress)
     record = _new_record(bundle, src_path, options)
     record["input"]["preprocess"] = data.preprocess.to_json()   # the full recipe the parity images went through
     try:
         with progress.task("exporting", len(_needed(options)) + 2) as advance, \
-                atomic_dir(out_dir) as tmp, capture_stdout():
+                atomic_dir(out_dir, replace=options.force or existed) as tmp, capture_stdout():
             job = _start_job(bundle, tmp.resolve(), options, data, record, progress)
             advance(1, step="reference")
             seconds = _build(job, advance)

@@ -8,6 +8,7 @@ writes files.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import asdict, dataclass, field
@@ -18,16 +19,16 @@ import paddle
 
 from ..blocks import compile_pattern, explain_no_blocks
 from ..branches import Branch, check_granularity, sidecar_fields, surgery_plan, units_with_flops
-from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
+from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint, room_needed
 from ..criteria import BLOCK_ONLY_CRITERIA, DATA_CRITERIA, STATS_CRITERIA, DEFAULT_CRITERION, Context, select
 from ..data import DataOptions, ModelData, stored_source
 from ..distributed import data_parallel, world
 from ..errors import CompressError
 from ..export import check_out_dir, export_model
-from ..fileio import sha256
+from ..fileio import owned, sha256
 from ..layers import count_params
 from ..models import ModelBundle, check_num_classes, load_model, save_model
-from ..paths import Output, check_outputs, data_inputs, model_inputs, model_outputs
+from ..paths import Output, check_outputs, check_room, data_inputs, model_inputs, model_outputs
 from ..planning import Target, flops_budget
 from ..progress import NULL, Progress
 from ..schedules import n_keep
@@ -418,16 +419,18 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     rank, n_ranks = world()
     if rank != 0:
         progress = NULL
-    ck = Checkpointing(checkpoint_path(out), {"removed": p.remove_paths, **({"removed_branches": p.remove_branches}
-                                                                            if p.remove_branches else {})},
-                       resume=resume)
-    healed = _remove_and_heal(model_path, teacher, p, ds, heal, progress, (rank, n_ranks), ck)
-    result = PruneResult(p, written=rank == 0, accuracy=healed.accuracy, best_epoch=healed.best_epoch, out=str(out),
-                         surgery_check=healed.check.to_json())
     if rank == 0:
-        save_model(healed.student, out, _child_sidecar(model_path, teacher, p, healed, keep, heal, source))
-        progress.log(f"wrote {out}")
-        remove_checkpoint(ck.path)
-        if export_dir is not None:
-            result.export = export_model(out, export_dir, progress=progress)
+        check_room(out, room_needed(teacher.model))
+    with owned(out) if rank == 0 else contextlib.nullcontext():   # the output and its checkpoint are this run's
+        ck = Checkpointing(checkpoint_path(out), {"removed": p.remove_paths, **(
+            {"removed_branches": p.remove_branches} if p.remove_branches else {})}, resume=resume)
+        healed = _remove_and_heal(model_path, teacher, p, ds, heal, progress, (rank, n_ranks), ck)
+        result = PruneResult(p, written=rank == 0, accuracy=healed.accuracy, best_epoch=healed.best_epoch,
+                             out=str(out), surgery_check=healed.check.to_json())
+        if rank == 0:
+            save_model(healed.student, out, _child_sidecar(model_path, teacher, p, healed, keep, heal, source))
+            progress.log(f"wrote {out}")
+            remove_checkpoint(ck.path)
+    if rank == 0 and export_dir is not None:
+        result.export = export_model(out, export_dir, progress=progress)
     return result

@@ -1,18 +1,20 @@
 """The ``train`` command: train (or fine-tune) under stochastic depth, write weights + sidecar."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from ..blocks import compile_pattern, explain_no_blocks
 from ..branches import Branch, sidecar_fields, units_with_flops
-from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
+from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint, room_needed
 from ..data import DataOptions, ModelData
 from ..distributed import data_parallel, world
 from ..errors import CompressError
+from ..fileio import owned
 from ..layers import count_params
 from ..models import (ArchSpec, build_model, canonical_spec, check_class_kwargs, check_num_classes,
                       default_input_shape, load_model, resolve_arch, save_model)
-from ..paths import check_outputs, data_inputs, model_inputs, model_outputs
+from ..paths import check_outputs, check_room, data_inputs, model_inputs, model_outputs
 from ..pretrained import Pretrained, load_pretrained, read_pretrained
 from ..progress import NULL, Progress
 from ..sidecar import Sidecar, read_sidecar
@@ -147,14 +149,17 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
     progress.log(f"{len(blocks)} removable blocks" + (f", {len(units)} units ({n_branches} branches)"
                                                       if config.granularity == "branch" else "")
                  + f"; training {config.epochs} epochs")
-    ck = Checkpointing(checkpoint_path(out), {"arch": start.spec.to_json(), "input_shape": list(start.shape)},
-                       resume=resume)
-    res = fit(model, ds, config, blocks=units, progress=progress, shard=shard, wrap=data_parallel(shard),
-              checkpoint=ck)
-    if shard[0] != 0:
-        return None  # under the launcher only rank 0 writes
-    sidecar = _trained_sidecar(start, ds, model, units, blocks, flops, config, res)
-    save_model(model, out, sidecar)
-    remove_checkpoint(ck.path)
+    if shard[0] == 0:
+        check_room(out, room_needed(model))
+    with owned(out) if shard[0] == 0 else contextlib.nullcontext():   # the output and its checkpoint are this run's
+        ck = Checkpointing(checkpoint_path(out), {"arch": start.spec.to_json(), "input_shape": list(start.shape)},
+                           resume=resume)
+        res = fit(model, ds, config, blocks=units, progress=progress, shard=shard, wrap=data_parallel(shard),
+                  checkpoint=ck)
+        if shard[0] != 0:
+            return None  # under the launcher only rank 0 writes
+        sidecar = _trained_sidecar(start, ds, model, units, blocks, flops, config, res)
+        save_model(model, out, sidecar)
+        remove_checkpoint(ck.path)
     progress.log(f"wrote {out} (test accuracy {sidecar.metrics['test_accuracy']:.4f})")
     return sidecar
