@@ -169,8 +169,8 @@ def test_sigterm_to_report_during_timing_leaves_no_orphan(model, tmp_path):
     cmd.wait_for(lambda: cmd.logged("in a separate process") and len(marked_processes(cmd.mark)) >= 2)
     time.sleep(3.0)  # the worker is importing and timing
     cmd.stop(signal.SIGTERM)
-    assert not (tmp_path / "rep" / "report.json").exists()
-    assert hidden(tmp_path) == [] and hidden(tmp_path / "rep") == [] and hidden(tmp_path / "rep" / "exports") == []
+    assert not (tmp_path / "rep").exists()          # a report it did not finish leaves nothing of its own
+    assert hidden(tmp_path) == []
 
 
 @pytest.mark.parametrize("delay", [0.2, 0.6, 1.0, 1.4, 1.8, 2.4])

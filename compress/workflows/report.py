@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 
 from ..data import ModelData
@@ -142,6 +144,18 @@ def report(models: list, out_dir, data: str | None = None, threads: int = 1, bat
     out_dir = Path(out_dir)
     check_outputs(report_outputs(out_dir, [model_name(p) for p in paths]),
                   [i for p in paths for i in model_inputs(p)] + data_inputs(data))
+    created = not os.path.lexists(out_dir)
+    try:
+        return _report(paths, out_dir, data, threads, batch_sizes, warmup, min_runs, max_seconds, onednn, progress,
+                       export)
+    except BaseException:
+        if created:   # a report that did not finish leaves nothing of its own behind (its exports included)
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _report(paths, out_dir: Path, data, threads, batch_sizes, warmup, min_runs, max_seconds, onednn,
+            progress: Progress, export) -> dict:
     entries, targets = [], []
     for p in paths:
         entry, more = _prepare(p, out_dir, data, export, progress)
