@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import pickletools
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,13 @@ MAX_WEIGHTS_GB_ENV = "COMPRESS_MAX_WEIGHTS_GB"
 MAX_WEIGHTS_GB = 8.0    # the largest weights file read (edge models are far smaller); the variable above raises it
 
 
+_PICKLE_OPCODES = {op.code.encode("latin-1") for op in pickletools.opcodes}   # what a pickle can start with
+
+
 def _check_head(path: Path, size: int) -> None:
     """Refuse, from its size and first bytes and before reading it whole, a file that cannot be weights: over the
-    cap, not a pickle (``.pdparams``: protocol 2+ opens with 0x80), or a safetensors header longer than the file."""
+    cap, not a pickle (its first byte is no pickle opcode: protocol 2+ opens with 0x80), or a safetensors header
+    longer than the file."""
     cap = float(os.environ.get(MAX_WEIGHTS_GB_ENV) or MAX_WEIGHTS_GB)
     if size > cap * 1e9:
         raise CompressError(f"{path}: {size / 1e9:.1f} GB, larger than the {cap:g} GB a weights file may be "
@@ -121,7 +126,7 @@ def _check_head(path: Path, size: int) -> None:
     if path.suffix == ".safetensors":
         if len(head) == 8 and int.from_bytes(head, "little") > size - 8:
             raise CompressError(f"{path}: not a safetensors file (its header claims more bytes than the file has)")
-    elif head and head[:1] != b"\x80":
+    elif head and head[:1] not in _PICKLE_OPCODES:
         raise CompressError(f"{path}: not a weights file (not a pickle: it starts with {head[:4]!r}); not read")
 
 
