@@ -198,6 +198,9 @@ def run():
         os._exit(e.exit_code)
     finally:
         sys.stdout.flush()
+        # the command is over (its result printed, its exit code set): a signal now waits, unhandled, while the
+        # interpreter tears down (which puts the default handlers back: it would end the process by the signal)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
 
 def _flush():
