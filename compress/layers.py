@@ -80,7 +80,7 @@ def _swap_in(value, old, new, undo: list, depth: int = 0):
     dicts in place (recorded in ``undo``), a tuple rebuilt (returned; None: unchanged)."""
     if depth > 3:
         return None
-    if isinstance(value, (list, dict)) and not isinstance(value, nn.Layer):
+    if isinstance(value, (list, dict)):
         for k, v in list(enumerate(value) if isinstance(value, list) else value.items()):
             if v is old:
                 undo.append((value, k, old))
@@ -134,9 +134,11 @@ def restore_layers(undo: list) -> None:
 
 def set_sublayer(root, dotted: str, new) -> None:
     """Put ``new`` at a path, in place (every reference to the old layer inside ``root`` included)."""
-    if resolve_path(root, dotted) is not None:
+    try:
         replace_layer(root, dotted, new)
         return
+    except KeyError:   # not a registered path: a plain attribute or an index, as before
+        pass
     parent = root
     *head, last = dotted.split(".")
     for part in head:

@@ -306,12 +306,6 @@ def _journal(weights: Path) -> Sidecar | None:
     return sc
 
 
-def _completed_write(weights: Path) -> Sidecar | None:
-    """A reader's view of an interrupted write: the journal is the sidecar, used as it is. A reader never moves
-    it: only a writer holding the directory's lock does (:func:`finish_journal`)."""
-    return _journal(weights)
-
-
 def finish_journal(weights: Path) -> None:
     """Under the directory's lock (a writer's): move an interrupted write's journal into place."""
     if _journal(weights) is not None:
@@ -326,7 +320,7 @@ def read_sidecar(weights: str | os.PathLike, required: bool = True) -> Sidecar |
     here (see :mod:`compress.storage`).
     """
     weights = Path(weights)
-    done = _completed_write(weights)
+    done = _journal(weights)   # read as it is: a reader never moves it (finish_journal)
     if done is not None:
         return done
     path = sidecar_path(weights)
