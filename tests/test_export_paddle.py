@@ -107,6 +107,7 @@ def test_without_paddleslim_auto_skips_and_force_refuses(trained_resnet, tmp_pat
     assert "needs PaddleSlim" in err and not (tmp_path / "f").exists()
 
 
+@pytest.mark.slow  # over 25 s on 2 cores; the full suite runs it
 def test_a_broken_paddle_int8_candidate_is_refused_by_the_accuracy_gate(trained_resnet, tmp_path, monkeypatch):
     real = paddle_int8.score
 

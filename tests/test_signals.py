@@ -123,6 +123,7 @@ def test_sigterm_during_export_leaves_no_temp_directory_and_no_process(model, tm
     assert not (tmp_path / "exp").exists() and hidden(tmp_path) == []
 
 
+@pytest.mark.slow  # over 25 s on 2 cores; the full suite runs it
 def test_sigint_during_int8_export(tmp_path):
     from compress.workflows.sweep import sample_model
 

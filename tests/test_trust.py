@@ -116,6 +116,7 @@ def test_trust_flag_is_remembered(tmp_path):
     assert res.exit_code == 0, res.output
 
 
+@pytest.mark.slow  # over 25 s on 2 cores; the full suite runs it
 def test_paddle_zoo_model_prunes_exports_and_reports_without_flag(tmp_path):
     out = tmp_path / "r18.pdparams"
     res = invoke("train", "--arch", "paddle.vision.models:resnet18", "--arch-kwargs", '{"num_classes": 10}',

@@ -99,6 +99,7 @@ def test_demo_command_end_to_end(tmp_path):
     assert "keep 0.5:" in res.stdout and "report.html" in res.stdout
 
 
+@pytest.mark.slow  # over 25 s on 2 cores; the full suite runs it
 def test_report_int8_rows_and_tolerance_flags(trained_resnet, tmp_path):
     """With --int8-force every export keeps an INT8 model per runtime: the report times it next to FP32 and
     names the CPU's 8-bit dot-product support; the tolerance flags reach each export."""
