@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # tiny_models: the third-party (timm-style) ViT, an installed-style module
 
-from compress.fileio import atomic_path, write_json  # noqa: E402
-from compress.measurement import machine_info  # noqa: E402
-from compress.training import FitConfig  # noqa: E402
+from compress.common.fileio import atomic_path, write_json  # noqa: E402
+from compress.measure.latency import machine_info  # noqa: E402
+from compress.training.loop import FitConfig  # noqa: E402
 from compress.workflows.prune import HealConfig, prune  # noqa: E402
 from compress.workflows.report import report  # noqa: E402
 from compress.workflows.train import train  # noqa: E402

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from compress.measurement import machine_info
+from compress.measure.latency import machine_info
 from compress.workflows.prune import HealConfig, plan, prune
-from compress.models import load_model
+from compress.model.bundle import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from compress.checkpoint import Checkpointing, checkpoint_path
+from compress.training.checkpoint import Checkpointing, checkpoint_path
 from compress.data import ModelData
-from compress.flops import blocks_with_flops
-from compress.measurement import machine_info
-from compress.models import ArchSpec, build_model
-from compress.sidecar import read_sidecar
-from compress.training import FitConfig, fit, seed_everything
+from compress.graph.flops import blocks_with_flops
+from compress.measure.latency import machine_info
+from compress.model.bundle import ArchSpec, build_model
+from compress.model.sidecar import read_sidecar
+from compress.training.loop import FitConfig, fit, seed_everything
 from compress.workflows.sweep import DEMO_TRAIN, sample_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -157,7 +157,7 @@ def child_train(data: str, workers: int, images: int) -> dict:
     import paddle
     import paddle.nn.functional as F
 
-    from compress.architectures import resnet_tiny
+    from compress.model.architectures import resnet_tiny
     from compress.data import make_loader
 
     src, pre, rec = _open(data)
@@ -189,7 +189,7 @@ def child_baseline(data: str, commit: str) -> dict:
                           capture_output=True, text=True).stdout
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "old_data.py"
-        path.write_text(code.replace("from .errors import", "from compress.errors import"))
+        path.write_text(code.replace("from .errors import", "from compress.common.errors import"))
         spec = importlib.util.spec_from_file_location("old_data", path)
         mod = importlib.util.module_from_spec(spec)
         sys.modules["old_data"] = mod

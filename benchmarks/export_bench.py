@@ -6,7 +6,7 @@ Default models: sample_models/*.pdparams. For each model, everything is exported
 (Paddle Inference, ONNX, INT8 ONNX with the static ``qdq`` scheme, forced so that it is kept whatever its
 speed and, with ``max_acc_drop`` 1.0, whatever its accuracy, so the drop can be reported) into a temporary directory, then ONNX Runtime latency is measured at
 batch 1 with one thread (intra_op_num_threads=1), after a warm-up, FP32 and INT8 in alternation so that
-background load hits both alike (``compress.measurement.measure_latency``). Prints a markdown table on stdout; progress goes to stderr.
+background load hits both alike (``compress.measure.latency.measure_latency``). Prints a markdown table on stdout; progress goes to stderr.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def latency(out: Path, warmup: int, runs: int) -> dict:
-    """ONNX Runtime p50/p90 in ms, FP32 and INT8 in alternation, batch 1, one thread (compress.measurement)."""
-    from compress.measurement import measure_latency
+    """ONNX Runtime p50/p90 in ms, FP32 and INT8 in alternation, batch 1, one thread (compress.measure.latency)."""
+    from compress.measure.latency import measure_latency
 
     recs = measure_latency([("fp32", "onnxruntime", out), ("int8", "onnxruntime", out, {"onnx_file": "model.int8.onnx"})],
                            batch_sizes=(1,), threads=1, warmup=warmup, min_runs=runs, max_runs=runs, max_seconds=None)
@@ -35,7 +35,7 @@ def latency(out: Path, warmup: int, runs: int) -> dict:
 
 def bench(model: Path, warmup: int, runs: int, keep: Path | None) -> dict:
     from compress.export import export_model
-    from compress.sidecar import read_sidecar
+    from compress.model.sidecar import read_sidecar
 
     work = Path(tempfile.mkdtemp(prefix="export_bench."))
     out = (keep / model.stem) if keep else work / "out"
@@ -80,7 +80,7 @@ def table(rows: list[dict], warmup: int, runs: int) -> str:
             f"{lat['fp32']['p50'] / lat['int8']['p50']:.2f}x | "
             f"{r['sizes']['model.onnx'] / 1024:.0f} / {r['sizes']['model.int8.onnx'] / 1024:.0f} |")
     lines.append("")
-    from compress.measurement import machine_info
+    from compress.measure.latency import machine_info
 
     mi = machine_info(threads=1)
     lines.append(f"ONNX Runtime {onnxruntime.__version__}, Paddle {paddle.__version__}, {mi['cpu']} "
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         return 2
     if args.runs < 200:
         print("note: fewer than 200 timed runs", file=sys.stderr)
-    from compress.errors import CompressError
+    from compress.common.errors import CompressError
 
     rows = []
     for m in models:

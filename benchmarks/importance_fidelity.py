@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compress.fileio import write_json  # noqa: E402
-from compress.measurement import machine_info  # noqa: E402
-from compress.training import FitConfig  # noqa: E402
-from compress.trust import remember_if_needed  # noqa: E402
+from compress.common.fileio import write_json  # noqa: E402
+from compress.measure.latency import machine_info  # noqa: E402
+from compress.training.loop import FitConfig  # noqa: E402
+from compress.model.trust import remember_if_needed  # noqa: E402
 from compress.workflows.ablate import ablate  # noqa: E402
 from compress.workflows.train import train  # noqa: E402
 

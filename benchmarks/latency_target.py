@@ -13,11 +13,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from compress.measurement import machine_info, measure_latency_isolated
+from compress.measure.latency import machine_info, measure_latency_isolated
 from compress.export import export_model
-from compress.flops import count_flops
+from compress.graph.flops import count_flops
 from compress.workflows.prune import HealConfig, prune
-from compress.models import load_model
+from compress.model.bundle import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -35,12 +35,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compress.errors import CompressError  # noqa: E402
-from compress.fileio import write_json  # noqa: E402
-from compress.measurement import machine_info  # noqa: E402
-from compress.models import default_input_shape, load_model  # noqa: E402
-from compress.training import FitConfig  # noqa: E402
-from compress.trust import CONFIG_ENV, remember_if_needed  # noqa: E402
+from compress.common.errors import CompressError  # noqa: E402
+from compress.common.fileio import write_json  # noqa: E402
+from compress.measure.latency import machine_info  # noqa: E402
+from compress.model.bundle import default_input_shape, load_model  # noqa: E402
+from compress.training.loop import FitConfig  # noqa: E402
+from compress.model.trust import CONFIG_ENV, remember_if_needed  # noqa: E402
 from compress.workflows.prune import HealConfig, prune  # noqa: E402
 from compress.workflows.train import train  # noqa: E402
 

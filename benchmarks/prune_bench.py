@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compress.criteria import CRITERIA
+from compress.pruning.criteria import CRITERIA
 from compress.workflows.prune import HealConfig, prune
 
 ROOT = Path(__file__).resolve().parent.parent

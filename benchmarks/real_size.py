@@ -34,7 +34,7 @@ from pathlib import Path
 import paddle
 import paddle.nn as nn
 
-from compress.architectures import DropPath  # timm-style: a layer class named DropPath (the block owns it)
+from compress.model.architectures import DropPath  # timm-style: a layer class named DropPath (the block owns it)
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("paddle", "paddle-legacy", "onnx")
@@ -139,7 +139,7 @@ def export_one(model: str, out: str, int8_seconds: float) -> None:
 
 def make_models(name: str, spec: str, work: Path) -> tuple[Path, Path]:
     """The random-weight original (train --epochs 0) and its keep-0.5 every-other child (no healing)."""
-    from compress.training import FitConfig
+    from compress.training.loop import FitConfig
     from compress.workflows.prune import HealConfig, prune
     from compress.workflows.train import train
 
@@ -165,8 +165,8 @@ def int8_speedups(info: dict) -> dict:
 
 
 def bench_model(name: str, spec: str, a, work: Path) -> dict:
-    from compress.models import resolve_arch
-    from compress.sidecar import read_sidecar
+    from compress.model.bundle import resolve_arch
+    from compress.model.sidecar import read_sidecar
     from compress.workflows.report import report
 
     resolve_arch(spec)  # named here, so trusted (and remembered, with this file's current hash) for the sidecars
@@ -239,7 +239,7 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--int8-seconds", type=float, default=8.0)
     a = ap.parse_args(argv)
-    from compress.measurement import machine_info
+    from compress.measure.latency import machine_info
 
     archs = dict(ARCHS, **dict(x.split("=", 1) for x in a.arch))
     work = Path(a.work)

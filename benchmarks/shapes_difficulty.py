@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from compress.measurement import machine_info
-from compress.progress import Progress
-from compress.training import FitConfig
+from compress.measure.latency import machine_info
+from compress.common.progress import Progress
+from compress.training.loop import FitConfig
 from compress.workflows.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ INPUT_SHAPE = (3, 32, 32)
 
 
 def cpu_info() -> dict:
-    """The machine as ``compress.measurement.machine_info`` records it (the model name ``lscpu`` shows)."""
+    """The machine as ``compress.measure.latency.machine_info`` records it (the model name ``lscpu`` shows)."""
     m = machine_info()
     return {"model_name": m["cpu"], "cpus": m["logical_cores"], "flags": m["cpu_flags"],
             "paddle": m["versions"]["paddlepaddle"], "python": m["python"]}

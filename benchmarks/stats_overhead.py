@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from compress.blocks import find_blocks
+from compress.graph.blocks import find_blocks
 from compress.data import load_data
-from compress.models import load_model
-from compress.droppath import StochasticDepth
-from compress.training import DepthRun, FitConfig, make_optimizer, train_step
+from compress.model.bundle import load_model
+from compress.training.droppath import StochasticDepth
+from compress.training.loop import DepthRun, FitConfig, make_optimizer, train_step
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ("off", "stats", "stats+probe")

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 import compress
-from compress.blocks import find_blocks
+from compress.graph.blocks import find_blocks
 from compress.data import ModelData
-from compress.models import load_model
-from compress.training import FitConfig, fit
+from compress.model.bundle import load_model
+from compress.training.loop import FitConfig, fit
 
 ROOT = Path(__file__).resolve().parent.parent
 

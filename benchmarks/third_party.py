@@ -14,7 +14,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from compress.architectures import DropPath  # timm-style: a layer class named DropPath (the block owns it)
+from compress.model.architectures import DropPath  # timm-style: a layer class named DropPath (the block owns it)
 
 
 class _Attention(nn.Layer):

@@ -37,7 +37,7 @@ VISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "w
 def one(spec: str, kwargs: dict, shape: tuple) -> dict:
     """Probe one architecture (in this process): the blocks command's result, summarised."""
     import compress
-    from compress.errors import CompressError
+    from compress.common.errors import CompressError
 
     t0 = time.perf_counter()
     row = {"arch": spec, "input_shape": list(shape)}
@@ -67,7 +67,7 @@ def _targets(args) -> list[tuple[str, str, dict, tuple, int | None]]:
     out = []
     sources = set(args.sources.split(",")) if args.sources else set()
     if "samples" in sources:
-        from compress.architectures import ARCHITECTURES
+        from compress.model.architectures import ARCHITECTURES
         out += [("samples", name, {}, tuple(s), None) for name, (_, s) in ARCHITECTURES.items()]
     if "vision" in sources:
         out += [("vision", f"paddle.vision.models:{f}", {"num_classes": 10}, shape, None) for f in VISION]

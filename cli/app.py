@@ -22,7 +22,7 @@ def _end_quietly(signum, frame):  # while starting: nothing written yet, no chil
 
 
 # The console script (not a test or a program importing the app): a signal while the heavy imports below run
-# (seconds) ends it quietly; once they are done, the library's handlers take over (see compress.signals).
+# (seconds) ends it quietly; once they are done, the library's handlers take over (see compress.common.signals).
 # Paddle's import installs a C++ handler of its own (it prints a C++ traceback on stdout), so the signals are also
 # *blocked* until the imports are done: one that arrives meanwhile waits, and is delivered to _end_quietly when
 # they are unblocked (threads that native libraries start during the imports inherit the block: the signal goes to
@@ -52,8 +52,9 @@ except ImportError:  # pragma: no cover - typer on the click package
     from click.exceptions import ClickException, NoArgsIsHelpError  # noqa: E402
 
 import compress  # noqa: E402
-from compress import native, signals, trust  # noqa: E402
-from compress.errors import CompressError  # noqa: E402
+from compress.common import native, signals  # noqa: E402
+from compress.model import trust  # noqa: E402
+from compress.common.errors import CompressError  # noqa: E402
 
 from .commands import COMMANDS, GROUPS  # noqa: E402
 from .output import flag, stdout  # noqa: E402
@@ -185,7 +186,7 @@ def run():
     descriptor 1; route that to stderr so stdout carries only results (and stays valid --json).
 
     A signal (SIGINT, SIGTERM, SIGHUP) ends the command through every clean-up on the way out
-    (:mod:`compress.signals`); then one line, and the process ends at once with 128 + the signal
+    (:mod:`compress.common.signals`); then one line, and the process ends at once with 128 + the signal
     number, without the interpreter's teardown (native libraries' threads can abort it).
     """
     native.route_stdout_to_stderr()

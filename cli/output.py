@@ -7,7 +7,7 @@ import sys
 
 from rich.console import Console
 
-from compress.fileio import json_default
+from compress.common.fileio import json_default
 
 # Library parameters whose flag is not simply --name-with-dashes.
 FLAGS = {

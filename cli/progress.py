@@ -6,7 +6,7 @@ import contextlib
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBars, TextColumn, TimeElapsedColumn
 
-from compress.progress import Progress, Throughput
+from compress.common.progress import Progress, Throughput
 
 stderr = Console(stderr=True, soft_wrap=True)
 

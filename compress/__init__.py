@@ -2,14 +2,14 @@
 
 The public API mirrors the CLI: every command is a function here.
 """
-from . import native as _native
+from .common import native as _native
 
 _native.quiet_environment()  # before anything imports paddle
 
 from ._version import __version__  # noqa: E402
-from .errors import CompressError  # noqa: E402
-from .models import load_model, resolve_arch, save_model  # noqa: E402
-from .weights import load_weights  # noqa: E402
+from .common.errors import CompressError  # noqa: E402
+from .model.bundle import load_model, resolve_arch, save_model  # noqa: E402
+from .model.weights import load_weights  # noqa: E402
 from .export import export_model  # noqa: E402
 from .workflows.ablate import ablate  # noqa: E402
 from .workflows.inspect import describe_blocks, read_stats  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-# The user's list of trusted architectures (compress.trust) lives in a throw-away directory for the
+# The user's list of trusted architectures (compress.model.trust) lives in a throw-away directory for the
 # whole session, never in the real ~/.config. The tests' tiny models live in tests/tiny_models.py,
 # on sys.path and outside the working directory: their paddle.nn.Layer classes load from a sidecar
 # with no opt-in, as any installed model zoo's do.
@@ -18,7 +18,7 @@ os.environ.pop("COMPRESS_TRUST_ARCH", None)
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A resnet_tiny trained for one epoch on the digits (weights + sidecar); returns the .pdparams path."""
-    from compress.training import FitConfig
+    from compress.training.loop import FitConfig
     from compress.workflows.train import train
 
     path = tmp_path_factory.mktemp("models") / "resnet_tiny.pdparams"

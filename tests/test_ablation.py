@@ -1,4 +1,4 @@
-"""compress.ablation and `compress ablate`: each unit alone switched off (the true ablation), against the criteria's
+"""compress.pruning.ablation and `compress ablate`: each unit alone switched off (the true ablation), against the criteria's
 rankings, on blocks and on branches."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import paddle
 import pytest
 
-from compress.ablation import UnitAblation, fidelity, leave_one_out, split_score
-from compress.surgery import Unit
+from compress.pruning.ablation import UnitAblation, fidelity, leave_one_out, split_score
+from compress.graph.surgery import Unit
 from helpers import invoke, one_line_error
 from tiny_models import TinyCNN
 

@@ -13,8 +13,8 @@ import pytest
 from helpers import invoke, one_line_error
 from tiny_files import full_disk, hidden, snapshot, write_tiny
 
-from compress.errors import CompressError
-from compress.sidecar import read_sidecar
+from compress.common.errors import CompressError
+from compress.model.sidecar import read_sidecar
 
 COMPRESS = str(Path(sys.executable).with_name("compress"))
 TESTS = str(Path(__file__).resolve().parent)
@@ -192,8 +192,8 @@ def test_a_sidecar_naming_a_function_where_a_class_goes_exits_2_and_runs_nothing
 
 
 def test_a_planted_journal_is_ignored_by_readers_and_reported(model):
-    from compress.fileio import sha256
-    from compress.sidecar import pending_path
+    from compress.common.fileio import sha256
+    from compress.model.sidecar import pending_path
 
     side = model.with_name("m.compress.json")
     planted = {**json.loads(side.read_text()), "num_classes": 3, "weights_sha256": sha256(model)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import paddle
 import pytest
 
-from compress.blocks import find_blocks
+from compress.graph.blocks import find_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 

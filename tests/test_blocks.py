@@ -1,4 +1,4 @@
-"""Block discovery through its API (compress.blocks): the shipped samples, paddle.vision models,
+"""Block discovery through its API (compress.graph.blocks): the shipped samples, paddle.vision models,
 zoo-style architectures built in the tests, networks without any block, user patterns, and the
 `compress blocks` listing."""
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import paddle
 import pytest
 
-from compress.architectures import ARCHITECTURES
-from compress.blocks import compile_pattern, discover_blocks, find_blocks, group_rejections
-from compress.errors import CompressError
-from compress.models import ArchSpec, build_model
+from compress.model.architectures import ARCHITECTURES
+from compress.graph.blocks import compile_pattern, discover_blocks, find_blocks, group_rejections
+from compress.common.errors import CompressError
+from compress.model.bundle import ArchSpec, build_model
 from compress.workflows.inspect import describe_blocks
 from helpers import invoke, one_line_error, paths, reasons
 from tiny_models import TinyCNN, TinyTransformer
@@ -83,7 +83,7 @@ def test_shipped_architectures_have_8_blocks():
 
 
 def test_shipped_sidecars_list_the_blocks_discovery_finds():
-    from compress.models import load_model
+    from compress.model.bundle import load_model
     from compress.workflows.sweep import sample_model
 
     for name in ("resnet_tiny", "vit_tiny"):

@@ -1,15 +1,15 @@
-"""Branch discovery (compress.branches): one unit per DropPath call of a block's own DropPath."""
+"""Branch discovery (compress.graph.branches): one unit per DropPath call of a block's own DropPath."""
 import numpy as np
 import paddle
 import pytest
 
-from compress.architectures import vit_tiny
-from compress.blocks import find_blocks
-from compress.branches import check_granularity, find_branches, surgery_unit, units_with_flops
-from compress.errors import CompressError
-from compress.flops import count_flops
-from compress.layers import count_params
-from compress.surgery import ZeroBranch, check_removal, remove_branch
+from compress.model.architectures import vit_tiny
+from compress.graph.blocks import find_blocks
+from compress.graph.branches import check_granularity, find_branches, surgery_unit, units_with_flops
+from compress.common.errors import CompressError
+from compress.graph.flops import count_flops
+from compress.common.layers import count_params
+from compress.graph.surgery import ZeroBranch, check_removal, remove_branch
 from helpers import invoke
 from tiny_models import TimmViT, TinyCNN
 
@@ -105,7 +105,7 @@ def test_blocks_command_lists_branches():
 
 
 def test_refined_budget_trades_an_overshooting_large_unit():
-    from compress.planning import budget_removal
+    from compress.pruning.planning import budget_removal
     # three large units (attention) are cheapest per FLOP but fall short; the greedy's fourth large one overshoots
     flops, costs = [16, 8, 16, 8, 16, 8, 16, 8], [0.9, 0.82, 0.9, 0.82, 0.57, 0.58, 0.85, 0.82]
     plain = budget_removal(flops, costs, 104, 0.5)

@@ -4,12 +4,12 @@ import contextlib
 import numpy as np
 import pytest
 
-from compress.checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
+from compress.training.checkpoint import Checkpointing, checkpoint_path, remove_checkpoint
 from compress.data import ModelData
-from compress.errors import CompressError
-from compress.flops import blocks_with_flops
-from compress.progress import Progress
-from compress.training import FitConfig, fit, seed_everything
+from compress.common.errors import CompressError
+from compress.graph.flops import blocks_with_flops
+from compress.common.progress import Progress
+from compress.training.loop import FitConfig, fit, seed_everything
 
 SHAPE = (1, 8, 8)
 
@@ -105,7 +105,7 @@ def test_sigkilled_train_resumes_to_the_uninterrupted_weights(tmp_path):
     import subprocess
     import time
 
-    from compress.weights import load_weights
+    from compress.model.weights import load_weights
 
     exe, env = _cli(tmp_path)
     args = [exe, "train", "--arch", "tiny_models:TinyCNN", "--input-shape", "1,8,8", "--epochs", "8",
@@ -141,7 +141,7 @@ def test_sigkilled_train_resumes_to_the_uninterrupted_weights(tmp_path):
 
 
 def test_healing_in_prune_resumes_to_the_uninterrupted_weights(tmp_path):
-    from compress.weights import load_weights
+    from compress.model.weights import load_weights
     from compress.workflows.prune import HealConfig, prune
     from compress.workflows.train import train
 

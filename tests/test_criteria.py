@@ -2,15 +2,15 @@
 import numpy as np
 import pytest
 
-from compress.blocks import find_blocks
-from compress.criteria import CRITERIA, Context, select
+from compress.graph.blocks import find_blocks
+from compress.pruning.criteria import CRITERIA, Context, select
 from compress.data import ModelData
-from compress.errors import CompressError
+from compress.common.errors import CompressError
 from tiny_models import TinyCNN, TinyTransformer
 
 
 def _ctx(stats=None, schedule="adaptive", model=None, data=None, n=8, seed=0):
-    from compress.blocks import Block
+    from compress.graph.blocks import Block
 
     blocks = [Block(i, f"b.{i}", 10) for i in range(n)]
     return Context(blocks=blocks, stats=stats, schedule=schedule, model=model, input_shape=(1, 8, 8), data=data, seed=seed)

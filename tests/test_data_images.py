@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from compress.data.images import array_to_image, check_image, check_images, load_image, to_channels
-from compress.errors import EXIT_USAGE, CompressError
+from compress.common.errors import EXIT_USAGE, CompressError
 
 
 def _photo(path, size=(64, 48), mode="RGB", fmt=None, **save):

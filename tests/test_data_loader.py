@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from compress.data import GlobalBatchSampler, Preprocess, load_arrays, make_loader, open_source, resolve_rank
-from compress.errors import CompressError
+from compress.common.errors import CompressError
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_shipped_samples_keep_their_accuracy_through_the_eval_loader(name):
     """98.89 % and 97.22 % on the 360 test digits, as measured with the arrays before streaming data."""
     import paddle
 
-    from compress.models import load_model
+    from compress.model.bundle import load_model
     from compress.workflows.sweep import sample_model
 
     bundle = load_model(sample_model(name))

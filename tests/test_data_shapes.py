@@ -7,7 +7,7 @@ from helpers import invoke, one_line_error
 
 from compress.data import Preprocess, load_arrays, open_source, source_kind
 from compress.data.shapes import CLASSES, ShapesSource, parse_spec, render, split_ranges
-from compress.errors import CompressError
+from compress.common.errors import CompressError
 
 
 def test_images_are_a_pure_function_of_seed_index_and_size():

@@ -9,7 +9,7 @@ from PIL import Image
 
 from compress.data import (DATA_SOURCES, DigitsSource, FolderSource, ListSource, NpzSource, open_source,
                            source_kind, stored_source)
-from compress.errors import CompressError
+from compress.common.errors import CompressError
 
 
 def _png(path, value=0, size=(6, 5)):

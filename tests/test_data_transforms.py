@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from compress.data import DigitsSource, FolderSource, Preprocess
-from compress.errors import CompressError
+from compress.common.errors import CompressError
 
 
 def _img(w=40, h=30, mode="RGB"):

@@ -2,8 +2,8 @@ import numpy as np
 import paddle
 import pytest
 
-from compress.droppath import DropPath, StochasticDepth
-from compress.blocks import find_blocks
+from compress.training.droppath import DropPath, StochasticDepth
+from compress.graph.blocks import find_blocks
 from tiny_models import TinyCNN
 
 
@@ -71,8 +71,8 @@ def test_wrapped_block_drop_is_identity_and_keep_scaled():
 
 
 def test_own_droppath_is_driven_with_one_mask_per_block():
-    from compress.architectures import DropPath as TimmStyle
-    from compress.models import ArchSpec, build_model
+    from compress.model.architectures import DropPath as TimmStyle
+    from compress.model.bundle import ArchSpec, build_model
 
     paddle.seed(0)
     model = build_model(ArchSpec("vit_tiny", {"depth": 2, "dim": 16, "heads": 2}), (1, 16, 16), 10)
@@ -115,8 +115,8 @@ def test_masks_drawn_together_and_probe_sums_match_direct_computation(own):
     # the statistics must not change with how cheaply they are recorded: the masks are those of one
     # paddle.rand([batch]) per block in forward order (as when each block drew its own), and the
     # residual-ratio sums kept on the device equal |B(x) - x| / |x| summed over the kept samples
-    from compress.models import ArchSpec, build_model
-    from compress.statistics import SurvivalStats
+    from compress.model.bundle import ArchSpec, build_model
+    from compress.training.statistics import SurvivalStats
 
     paddle.seed(0)
     shape = (1, 16, 16) if own else (1, 8, 8)

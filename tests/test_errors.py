@@ -1,8 +1,8 @@
 """Errors name parameters; the CLI shows the flags that set them."""
 import pickle
 
-from compress.errors import EXIT_PARITY, CompressError
-from compress.training import FitConfig
+from compress.common.errors import EXIT_PARITY, CompressError
+from compress.training.loop import FitConfig
 from compress_cli.app import flag
 
 

@@ -14,8 +14,8 @@ from compress_cli.app import app
 import compress.export as ex
 import compress.export.ort_int8 as ort_int8
 import compress.runtimes.onnx as onnx_runtime
-from compress.errors import EXIT_ACCURACY, EXIT_PARITY
-from compress.fileio import sha256
+from compress.common.errors import EXIT_ACCURACY, EXIT_PARITY
+from compress.common.fileio import sha256
 
 runner = CliRunner()
 
@@ -54,7 +54,7 @@ def test_json_output_is_export_json(exported):
 
 def test_files_written_and_loadable(exported, tiny_model):
     from compress.data import ModelData
-    from compress.models import load_model
+    from compress.model.bundle import load_model
 
     _, out = exported
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
@@ -255,18 +255,18 @@ def test_int8_accuracy_gate(tiny_model, tmp_path, monkeypatch):
 
 
 def _pruned_bundle(tiny_model, tmp_path, removed):
-    """The tiny model with blocks removed: through compress.surgery + the sidecar if it exists, else inline."""
+    """The tiny model with blocks removed: through compress.graph.surgery + the sidecar if it exists, else inline."""
     import paddle
 
-    from compress.models import load_model, save_model
-    from compress.sidecar import read_sidecar
+    from compress.model.bundle import load_model, save_model
+    from compress.model.sidecar import read_sidecar
 
     bundle = load_model(tiny_model)
     for path in removed:
         stage, idx = (int(v) for v in path.split(".")[1:])
         bundle.model.stages[stage][idx] = paddle.nn.Identity()
     try:
-        import compress.surgery  # noqa: F401
+        import compress.graph.surgery  # noqa: F401
     except ImportError:
         return bundle  # exported from memory
     pruned = tmp_path / "pruned.pdparams"
@@ -275,7 +275,7 @@ def _pruned_bundle(tiny_model, tmp_path, removed):
 
 
 def test_removed_blocks_are_gone_from_both_graphs(exported, tiny_model, tmp_path):
-    from compress.models import load_model
+    from compress.model.bundle import load_model
 
     removed = ["stages.0.1", "stages.1.2"]
     model = load_model(tiny_model).model

@@ -11,9 +11,9 @@ import pytest
 import compress.export as ex
 import compress.export.legacy as legacy
 import compress.export.paddle_int8 as paddle_int8
-from compress.errors import EXIT_ACCURACY
+from compress.common.errors import EXIT_ACCURACY
 from compress.export.graph_stats import legacy_graph_stats
-from compress.models import load_model
+from compress.model.bundle import load_model
 from compress.runtimes import make_runner
 from compress.workflows.sweep import sample_model
 from helpers import invoke, one_line_error

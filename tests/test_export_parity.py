@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import compress.export.onnx as onnx_export
-from compress.errors import EXIT_PARITY, CompressError
+from compress.common.errors import EXIT_PARITY, CompressError
 from compress.export import ExportOptions
 from compress.export.parity import Tolerance, compare
 from helpers import invoke, one_line_error

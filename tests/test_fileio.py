@@ -5,8 +5,8 @@ import shutil
 import pytest
 from tiny_files import hook_steps, killed_at_step
 
-import compress.fileio as fileio
-from compress.fileio import atomic_dir
+import compress.common.fileio as fileio
+from compress.common.fileio import atomic_dir
 
 STEPS = [(os, "replace"), (os, "rename"), (os, "fsync"), (os, "unlink"), (os, "rmdir"), (shutil, "rmtree"),
          (fileio, "exchange")]
@@ -85,8 +85,8 @@ def test_exchange_swaps_two_directories(tmp_path):
 
 
 def test_owned_refuses_a_second_owner_and_takes_over_a_dead_ones_lock(tmp_path):
-    from compress.errors import CompressError
-    from compress.fileio import owned
+    from compress.common.errors import CompressError
+    from compress.common.fileio import owned
 
     out = tmp_path / "E"
     (tmp_path / ".E.lock").write_text("pid 999999 (compress export, long dead)")   # no process holds it
@@ -99,8 +99,8 @@ def test_owned_refuses_a_second_owner_and_takes_over_a_dead_ones_lock(tmp_path):
 
 
 def test_atomic_dir_does_not_replace_what_appeared_meanwhile(tmp_path):
-    from compress.errors import CompressError
-    from compress.fileio import atomic_dir
+    from compress.common.errors import CompressError
+    from compress.common.fileio import atomic_dir
 
     out = tmp_path / "E"
     with pytest.raises(CompressError, match="appeared while this command was writing it"):

@@ -1,9 +1,9 @@
 import paddle
 import paddle.nn as nn
 
-from compress.blocks import find_blocks
-from compress.flops import count_flops
-from compress.layers import count_params
+from compress.graph.blocks import find_blocks
+from compress.graph.flops import count_flops
+from compress.common.layers import count_params
 from tiny_models import TinyCNN
 
 
@@ -15,7 +15,7 @@ def test_conv_and_linear_match_paddle_flops():
 
 
 def test_close_to_paddle_flops_on_the_shipped_resnet():
-    from compress.models import ArchSpec, build_model
+    from compress.model.bundle import ArchSpec, build_model
 
     model = build_model(ArchSpec("resnet_tiny"), (1, 16, 16), 10)
     ours, _ = count_flops(model, (1, 16, 16))

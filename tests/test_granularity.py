@@ -6,10 +6,10 @@ import paddle
 import pytest
 
 import compress
-from compress.branches import surgery_unit, units_with_flops
-from compress.droppath import StochasticDepth
-from compress.statistics import SurvivalStats
-from compress.surgery import switched_off
+from compress.graph.branches import surgery_unit, units_with_flops
+from compress.training.droppath import StochasticDepth
+from compress.training.statistics import SurvivalStats
+from compress.graph.surgery import switched_off
 from helpers import invoke, one_line_error
 from tiny_models import TimmViT
 
@@ -100,7 +100,7 @@ def test_block_only_criteria_and_mismatched_statistics_refuse(branchy):
 
 
 def test_a_mistyped_removed_branch_is_refused(branchy, tmp_path):
-    from compress.sidecar import Sidecar, parse_sidecar
+    from compress.model.sidecar import Sidecar, parse_sidecar
     text = json.dumps({**Sidecar().to_json(), "removed_branches": [{"block": "blocks.0", "call": -1, "body": [],
                                                                      "shape": [4]}]})
     with pytest.raises(compress.CompressError, match="removed_branches must be"):
@@ -121,13 +121,13 @@ def test_removed_branches_are_named_in_the_plot_and_the_report(branchy, tmp_path
                                                                  if u["kind"] != "block")
     plot_stats(info, tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 0
-    from compress.reporting import render_markdown
+    from compress.measure.reporting import render_markdown
     md = render_markdown({"models": [{"name": "p", "removed": labels}], "headline": "h"})
     assert "## Removed units" in md and labels[0] in md
 
 
 def test_a_block_level_sidecar_has_no_branch_keys(tmp_path):
-    from compress.training import FitConfig
+    from compress.training.loop import FitConfig
     from compress.workflows.train import train
     for g, keys in (("block", []), ("branch", ["granularity", "branches"])):
         train(tmp_path / f"{g}.pdparams", arch="vit_tiny", arch_kwargs={"depth": 2, "dim": 16},

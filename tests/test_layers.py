@@ -1,11 +1,11 @@
-"""compress.layers: paths resolved by registered names (dots allowed), layers replaced wherever the model holds
+"""compress.common.layers: paths resolved by registered names (dots allowed), layers replaced wherever the model holds
 them (plain lists, tuples, dicts, a second name), and put back."""
 from __future__ import annotations
 
 import paddle.nn as nn
 import pytest
 
-from compress.layers import get_sublayer, replace_layer, resolve_path, restore_layers, set_sublayer
+from compress.common.layers import get_sublayer, replace_layer, resolve_path, restore_layers, set_sublayer
 
 
 class Holder(nn.Layer):

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from compress.errors import CompressError
-from compress.measurement import Target, group_by_label, machine_info, measure_latency, percentiles_ms
+from compress.common.errors import CompressError
+from compress.measure.latency import Target, group_by_label, machine_info, measure_latency, percentiles_ms
 
 SHAPE = (1, 16, 16)
 STAT_KEYS = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean")
@@ -98,7 +98,7 @@ def test_machine_info():
 
 def test_measured_latency_feeds_the_report(exports, tmp_path):
     """End to end: measure two models, group by label, build and write the report."""
-    from compress.reporting import build_report, write_report
+    from compress.measure.reporting import build_report, write_report
 
     big, small = exports["big"][0], exports["small"][0]
     recs = measure_latency([("orig", "onnxruntime", big), ("keep0.5", "onnxruntime", small),
@@ -126,7 +126,7 @@ def test_measured_latency_feeds_the_report(exports, tmp_path):
 
 
 def test_progress_is_advanced_once_per_iteration(exports):
-    from compress.progress import Progress
+    from compress.common.progress import Progress
 
     class Recorder(Progress):
         def __init__(self):

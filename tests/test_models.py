@@ -2,8 +2,8 @@ import numpy as np
 import paddle
 import pytest
 
-from compress.errors import CompressError
-from compress.models import ArchSpec, build_model, load_model, parse_kwargs, resolve_arch, save_model
+from compress.common.errors import CompressError
+from compress.model.bundle import ArchSpec, build_model, load_model, parse_kwargs, resolve_arch, save_model
 from tiny_models import TinyCNN
 
 

@@ -6,9 +6,9 @@ import pytest
 from helpers import invoke, one_line_error
 from tiny_files import hidden, snapshot, write_tiny
 
-from compress.errors import CompressError
-from compress.models import load_model
-from compress.paths import Output, check_outputs, model_inputs, model_outputs, same_file
+from compress.common.errors import CompressError
+from compress.model.bundle import load_model
+from compress.model.paths import Output, check_outputs, model_inputs, model_outputs, same_file
 
 
 @pytest.fixture()

@@ -10,12 +10,12 @@ import paddle.nn as nn
 import pytest
 from helpers import invoke, one_line_error
 
-from compress.errors import CompressError
-from compress.models import ArchSpec, build_model, class_kwarg_names
-from compress.pretrained import find_classifier
-from compress.sidecar import Sidecar, check_sidecar, read_sidecar
-from compress.storage import read_model_files
-from compress.weights import load_weights, save_weights
+from compress.common.errors import CompressError
+from compress.model.bundle import ArchSpec, build_model, class_kwarg_names
+from compress.model.pretrained import find_classifier
+from compress.model.sidecar import Sidecar, check_sidecar, read_sidecar
+from compress.model.storage import read_model_files
+from compress.model.weights import load_weights, save_weights
 
 MOBILENET = ["--arch", "paddle.vision.models:mobilenet_v2", "--arch-kwargs", '{"scale": 0.25}',
              "--input-shape", "3,32,32"]

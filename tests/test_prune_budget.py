@@ -5,8 +5,8 @@ import shutil
 import pytest
 
 import compress
-from compress.errors import CompressError
-from compress.planning import Target, budget_removal
+from compress.common.errors import CompressError
+from compress.pruning.planning import Target, budget_removal
 from helpers import invoke, one_line_error
 
 
@@ -112,7 +112,7 @@ def test_a_sidecar_with_a_mistyped_check_is_refused(sample, tmp_path):
 
 
 def test_keep_column_shows_the_flops_ratio():
-    from compress.reporting import build_report, render_table
+    from compress.measure.reporting import build_report, render_table
 
     def entry(name, keep, parent, flops, keep_flops=None):
         return {"name": name, "path": f"/m/{name}.pdparams", "keep": keep, "parent": parent, "accuracy": 0.9,

@@ -1,4 +1,4 @@
-"""The skip-connection rule (compress.residual over compress.tracing): which skips count, nesting,
+"""The skip-connection rule (compress.graph.residual over compress.graph.tracing): which skips count, nesting,
 the surgery check, and that probing leaves nothing patched or changed."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 import pytest
 
-from compress.blocks import discover_blocks
-from compress.errors import CompressError
-from compress.residual import check_removal, outermost_blocks
-from compress.surgery import remove_blocks
-from compress.tracing import probe_trace
+from compress.graph.blocks import discover_blocks
+from compress.common.errors import CompressError
+from compress.graph.residual import check_removal, outermost_blocks
+from compress.graph.surgery import remove_blocks
+from compress.graph.tracing import probe_trace
 from helpers import paths, reasons
 from zoo_models import Attention, Mlp
 

@@ -3,7 +3,7 @@ each other and with the dygraph model; the registry and its errors."""
 import numpy as np
 import pytest
 
-from compress.errors import CompressError
+from compress.common.errors import CompressError
 from compress.runtimes import RUNTIMES, make_runner
 
 SHAPE = (1, 16, 16)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from compress.errors import CompressError
-from compress.schedules import SCHEDULES, make_schedule, n_keep
-from compress.statistics import SurvivalStats
+from compress.common.errors import CompressError
+from compress.training.schedules import SCHEDULES, make_schedule, n_keep
+from compress.training.statistics import SurvivalStats
 
 
 def test_uniform_and_linear_values():

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from compress.errors import CompressError
-from compress.sidecar import SIDECAR_FORMAT, Sidecar, read_sidecar, sidecar_path, write_sidecar
+from compress.common.errors import CompressError
+from compress.model.sidecar import SIDECAR_FORMAT, Sidecar, read_sidecar, sidecar_path, write_sidecar
 from compress.workflows.sweep import sample_model
 
 

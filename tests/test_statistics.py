@@ -3,9 +3,9 @@ import math
 import numpy as np
 
 from compress.data import ModelData
-from compress.blocks import find_blocks
-from compress.statistics import SurvivalStats
-from compress.training import FitConfig, fit
+from compress.graph.blocks import find_blocks
+from compress.training.statistics import SurvivalStats
+from compress.training.loop import FitConfig, fit
 from tiny_models import TinyCNN
 
 

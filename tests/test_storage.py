@@ -12,11 +12,11 @@ import pytest
 from tiny_files import (full_disk, hidden, hook_steps, killed_at_step, snapshot, state_matches, tiny_sidecar,
                         write_tiny)
 
-import compress.storage as storage
-from compress.errors import CompressError
-from compress.models import load_model, save_model
-from compress.sidecar import read_sidecar, sidecar_path
-from compress.weights import load_weights
+import compress.model.storage as storage
+from compress.common.errors import CompressError
+from compress.model.bundle import load_model, save_model
+from compress.model.sidecar import read_sidecar, sidecar_path
+from compress.model.weights import load_weights
 
 
 def _pair(path):
@@ -29,7 +29,7 @@ def _pair(path):
 def _new_model(width, seed=1):
     import paddle
 
-    from compress.models import ArchSpec, build_model
+    from compress.model.bundle import ArchSpec, build_model
 
     paddle.seed(seed)
     return build_model(ArchSpec("tiny_models:TinyCNN", {"width": width}), (1, 8, 8), 10)
@@ -149,7 +149,7 @@ def test_weights_changed_behind_the_sidecars_back_are_refused(old):
 
 
 def test_the_sidecar_records_the_weights_hash(old):
-    from compress.fileio import sha256
+    from compress.common.fileio import sha256
 
     assert read_sidecar(old).weights_sha256 == sha256(old)
 
@@ -166,7 +166,7 @@ def test_an_interrupted_publish_is_read_through_its_journal_and_completed_by_the
     bundle, consistent = _pair(old)
     assert consistent and bundle.sidecar.arch["kwargs"]["width"] == 6
     assert pending.exists() and read_sidecar(old).arch["kwargs"]["width"] == 6      # read-only
-    from compress.sidecar import finish_journal, sidecar_path
+    from compress.model.sidecar import finish_journal, sidecar_path
 
     finish_journal(old)
     assert not pending.exists() and json.loads(sidecar_path(old).read_text())["arch"]["kwargs"]["width"] == 6

@@ -2,11 +2,11 @@ import numpy as np
 import paddle
 import pytest
 
-from compress.blocks import find_blocks
-from compress.errors import CompressError
-from compress.flops import count_flops
-from compress.layers import count_params
-from compress.surgery import Unit, check_removal, remove_blocks, removal_diff, switched_off
+from compress.graph.blocks import find_blocks
+from compress.common.errors import CompressError
+from compress.graph.flops import count_flops
+from compress.common.layers import count_params
+from compress.graph.surgery import Unit, check_removal, remove_blocks, removal_diff, switched_off
 from tiny_models import TinyCNN, TinyTransformer
 
 

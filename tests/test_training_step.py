@@ -1,8 +1,8 @@
 import numpy as np
 import paddle
 
-from compress.blocks import find_blocks
-from compress.training import DepthRun, FitConfig, make_optimizer, train_step
+from compress.graph.blocks import find_blocks
+from compress.training.loop import DepthRun, FitConfig, make_optimizer, train_step
 from tiny_models import TinyCNN
 
 

@@ -16,9 +16,9 @@ from helpers import invoke, one_line_error
 from PIL import Image
 
 from compress.data import DataOptions, ModelData, Preprocess
-from compress.errors import CompressError
-from compress.progress import Progress, Throughput
-from compress.training import FitConfig, accuracy, fit
+from compress.common.errors import CompressError
+from compress.common.progress import Progress, Throughput
+from compress.training.loop import FitConfig, accuracy, fit
 
 TINY = ["--arch", "tiny_models:TinyCNN", "--input-shape", "1,8,8"]
 
@@ -276,7 +276,7 @@ def test_prune_checks_every_image_header_before_healing(tmp_path):
 @pytest.mark.parametrize("name,right", [("resnet_tiny", 356), ("vit_tiny", 350)])
 def test_shipped_samples_through_the_pipeline(name, right):
     """98.89 % and 97.22 % of the 360 test digits through what train, prune, export and report use."""
-    from compress.models import load_model
+    from compress.model.bundle import load_model
     from compress.workflows.report import model_entry
     from compress.workflows.sweep import sample_model
 

@@ -1,4 +1,4 @@
-"""Which architecture a sidecar may name (compress.trust), both sides of the rule, through the library and the CLI."""
+"""Which architecture a sidecar may name (compress.model.trust), both sides of the rule, through the library and the CLI."""
 import json
 import os
 import shutil
@@ -7,10 +7,10 @@ import pytest
 from helpers import invoke, one_line_error
 from tiny_models import TinyCNN
 
-from compress import trust
-from compress.errors import CompressError
-from compress.models import resolve_arch
-from compress.sidecar import sidecar_path
+from compress.model import trust
+from compress.common.errors import CompressError
+from compress.model.bundle import resolve_arch
+from compress.model.sidecar import sidecar_path
 
 
 @pytest.fixture(autouse=True)

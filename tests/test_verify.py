@@ -10,9 +10,9 @@ from tiny_files import write_tiny
 
 import compress.workflows.report as report_workflow
 from compress.export import export_model
-from compress.fileio import sha256
-from compress.measurement import measure_latency
-from compress.verify import check_export, verify_export
+from compress.common.fileio import sha256
+from compress.measure.latency import measure_latency
+from compress.export.verify import check_export, verify_export
 
 FAST = ["--runs", 3, "--warmup", 10, "--seconds", 0, "--batch", 1]
 TIMED = ("model.onnx", "paddle/model.json", "paddle/model.pdiparams")

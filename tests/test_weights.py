@@ -5,8 +5,8 @@ import numpy as np
 import paddle
 import pytest
 
-from compress.errors import CompressError
-from compress.weights import apply_weights, load_weights, save_weights
+from compress.common.errors import CompressError
+from compress.model.weights import apply_weights, load_weights, save_weights
 from tiny_models import TinyCNN
 
 

@@ -55,7 +55,7 @@ def test_prune_heal_reload_and_reprune(trained, tmp_path):
     lineage = bundle.sidecar["lineage"][-1]
     assert lineage["parent"] == str(trained) and len(lineage["parent_sha256"]) == 64
     assert lineage["keep"] == 0.75 and lineage["criterion"] == "survival"
-    from compress.training import accuracy
+    from compress.training.loop import accuracy
     from compress.data import ModelData
 
     ds = ModelData.of_model(bundle)
@@ -155,7 +155,7 @@ def test_two_process_healing_matches_one_process(tmp_path):
 def test_hidden_loss_is_zero_on_equal_states_and_scale_free():
     import paddle
 
-    from compress.training import hidden_loss
+    from compress.training.loop import hidden_loss
 
     t = paddle.to_tensor(np.random.default_rng(0).normal(size=(4, 6)).astype("float32"))
     s = t + 0.5
@@ -183,8 +183,8 @@ def test_heal_distilling_the_hidden_state(trained, tmp_path):
 def test_hidden_distillation_needs_a_classifier():
     import paddle.nn as nn
 
-    from compress.errors import CompressError
-    from compress.training import hidden_taps
+    from compress.common.errors import CompressError
+    from compress.training.loop import hidden_taps
 
     class NoHead(nn.Layer):  # its logits come from a pooling, no Linear/Conv gives them
         def forward(self, x):
@@ -197,7 +197,7 @@ def test_hidden_distillation_needs_a_classifier():
 def test_prune_reads_its_input_once(trained, tmp_path, monkeypatch):
     """Teacher, student and the self-check's rebuilds are copies of one read: a writer replacing the input meanwhile
     cannot give the student other weights than the teacher's (a torn read once looked like a failed self-check)."""
-    import compress.storage as storage
+    import compress.model.storage as storage
 
     reads = []
     real = storage.read_bytes
@@ -211,6 +211,6 @@ def test_prune_reads_its_input_once(trained, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert reads == [trained.name]
     lineage = compress.load_model(tmp_path / "once.pdparams").sidecar["lineage"][-1]
-    from compress.fileio import sha256
+    from compress.common.fileio import sha256
 
     assert lineage["parent_sha256"] == sha256(trained)

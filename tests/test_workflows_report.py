@@ -4,7 +4,7 @@ import json
 import pytest
 
 from compress.workflows.sweep import demo, parse_keeps
-from compress.errors import CompressError
+from compress.common.errors import CompressError
 from helpers import invoke, one_line_error
 
 FAST = ["--runs", 5, "--warmup", 10, "--seconds", 0, "--batch", "1,4"]

@@ -10,7 +10,7 @@ import paddle
 import pytest
 
 import compress
-from compress.blocks import discover_blocks
+from compress.graph.blocks import discover_blocks
 from helpers import invoke
 from zoo_models import ZOO, SecondStream
 
@@ -82,7 +82,7 @@ def test_removed_block_takes_the_extra_arguments():
     model = ZOO["PVT"][0]()
     model.eval()
     x = paddle.randn([2, *ZOO["PVT"][1]])
-    compress.surgery.remove_blocks(model, ["block1.1", "block2.0"])
+    compress.graph.surgery.remove_blocks(model, ["block1.1", "block2.0"])
     assert list(model(x).shape) == [2, 10]
     assert isinstance(model.block1[1], paddle.nn.Identity)
 

@@ -24,7 +24,7 @@ def write_tiny(path, width: int = 4, seed: int = 0, **extra) -> Path:
     """A TinyCNN of ``width`` with random weights (seeded) and its sidecar at ``path``."""
     import paddle
 
-    from compress.models import ArchSpec, build_model, save_model
+    from compress.model.bundle import ArchSpec, build_model, save_model
 
     paddle.seed(seed)
     model = build_model(ArchSpec("tiny_models:TinyCNN", {"width": width}), tuple(TINY_SHAPE), 10)

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from compress.models import parse_input_shape, parse_kwargs
+from compress.model.bundle import parse_input_shape, parse_kwargs
 from compress.workflows.inspect import describe_blocks
 
 from ..options import BLOCKS_FROM_HELP

@@ -7,9 +7,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from compress.criteria import CRITERIA, DEFAULT_CRITERION
+from compress.pruning.criteria import CRITERIA, DEFAULT_CRITERION
 from compress.data import DataOptions
-from compress.errors import CompressError
+from compress.common.errors import CompressError
 from compress.workflows.prune import DISTILL_TARGETS, HealConfig, prune as prune_model
 
 from ..output import emit_json, stdout

@@ -8,8 +8,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from compress.errors import CompressError
-from compress.reporting import TABLE_COLUMNS, render_table
+from compress.common.errors import CompressError
+from compress.measure.reporting import TABLE_COLUMNS, render_table
 from compress.workflows.report import report as report_models
 
 from ..options import (ATOL, INT8, INT8_FORCE, INT8_SCHEMES, INT8_SECONDS, MAX_ACC_DROP, MIN_ARGMAX, MIN_TOP5, RTOL,

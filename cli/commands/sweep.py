@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from compress.criteria import CRITERIA, DEFAULT_CRITERION
+from compress.pruning.criteria import CRITERIA, DEFAULT_CRITERION
 from compress.workflows.prune import HealConfig
 from compress.workflows.sweep import parse_keeps, sweep as sweep_model
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CompressError
+from ..common.errors import CompressError
 from .images import IMAGE_SUFFIXES, MAX_PIXELS, check_images, load_image
 from .sources import (RULE_60_20_20, RULE_CARVED, RULE_GIVEN, SPLITS, Source, carve_val, decoding_workers,
                       stratified_split)

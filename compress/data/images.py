@@ -23,7 +23,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import CompressError
+from ..common.errors import CompressError
 
 MAX_PIXELS = 100_000_000  # the cap on width x height of any image file (100 MP)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}

@@ -43,8 +43,8 @@ import numpy as np
 import paddle
 from paddle.io.dataloader.collate import default_collate_fn
 
-from ..errors import CompressError
-from ..signals import die_with_parent
+from ..common.errors import CompressError
+from ..common.signals import die_with_parent
 from .images import to_channels
 from .sources import Source
 from .transforms import Preprocess

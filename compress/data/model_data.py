@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CompressError
+from ..common.errors import CompressError
 from .loader import Loader, load_arrays, make_loader
 from .registry import open_source, stored_source
 from .sources import Source
@@ -79,7 +79,7 @@ class ModelData:
 
     @classmethod
     def of_model(cls, bundle, spec: str | None = None, options: DataOptions | None = None) -> "ModelData":
-        """A trained model's data (a ``compress.models.ModelBundle``): ``spec`` or the source its sidecar names,
+        """A trained model's data (a ``compress.model.bundle.ModelBundle``): ``spec`` or the source its sidecar names,
         through the preprocess its sidecar records."""
         spec = spec or bundle.sidecar.data_source
         if not spec:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CompressError
+from ..common.errors import CompressError
 from .images import array_to_image
 from .sources import RULE_60_20_20, Source, decoding_workers, stratified_split
 

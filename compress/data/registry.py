@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import CompressError
+from ..common.errors import CompressError
 from .files import FolderSource, ListSource
 from .npz import NpzSource
 from .shapes import ShapesSource

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import CompressError
+from ..common.errors import CompressError
 from .images import array_to_image
 
 SPLIT_SEED = 0  # the split never depends on the training seed

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from paddle.vision import transforms as T
 
-from ..errors import CompressError
+from ..common.errors import CompressError
 
 PREPROCESS_FORMAT = "compress-preprocess/1"
 NORMALIZATIONS = {

@@ -39,14 +39,14 @@ from paddle import __version__ as _paddle_version  # (the name paddle is this pa
 
 from .._version import __version__
 from ..data import ModelData
-from ..errors import CompressError
-from ..fileio import atomic_dir, json_default, owned, sha256
-from ..models import ModelBundle, load_model
-from ..native import capture_stdout
-from ..progress import NULL, Progress
+from ..common.errors import CompressError
+from ..common.fileio import atomic_dir, json_default, owned, sha256
+from ..model.bundle import ModelBundle, load_model
+from ..common.native import capture_stdout
+from ..common.progress import NULL, Progress
 from ..runtimes import onnx_session, paddle_predictor, run_dygraph, run_onnx, run_paddle_inference  # noqa: F401
 from ..runtimes.layout import EXPORT_JSON, WORK_DIR
-from ..sidecar import sidecar_path
+from ..model.sidecar import sidecar_path
 from .graph_stats import graph_stats
 from .formats import DEFAULT_FORMATS, EXPORTERS, FORMATS, ExportOptions, Exporter, parse_batch
 from .job import EXPORT_FORMAT, INPUT_NAME, ExportJob, batched, check_out_dir, file_table
@@ -168,7 +168,7 @@ def export_model(model_path, out_dir, options: ExportOptions | None = None, prog
     """Export a compress model for edge devices; verify every file; return the ``export.json`` content.
 
     ``model_path`` is a ``.pdparams``/``.safetensors`` written by compress (with its sidecar),
-    or an already loaded :class:`compress.models.ModelBundle`. ``options`` (an
+    or an already loaded :class:`compress.model.bundle.ModelBundle`. ``options`` (an
     :class:`ExportOptions`) or its fields as keyword arguments (``formats=``, ``int8=True``,
     ``opset=``, ...) say what to write. Raises :class:`CompressError` (exit code 3 on a parity
     failure, 4 when INT8 loses too much accuracy); on any failure ``out_dir`` is left as it was.

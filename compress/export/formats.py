@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..data import source_kind
-from ..errors import CompressError
+from ..common.errors import CompressError
 from ..runtimes.layout import (INT8_FILE, LEGACY_MODEL, LEGACY_PARAMS, ONNX_FILE, PADDLE_INT8_MODEL, PADDLE_INT8_PARAMS,
                                PADDLE_MODEL, PADDLE_PARAMS)
 from .job import ExportJob

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data import ModelData
-from ..errors import EXIT_ACCURACY, CompressError
-from ..measurement import cpu_features
+from ..common.errors import EXIT_ACCURACY, CompressError
+from ..measure.latency import cpu_features
 from .job import ExportJob
 
 CALIB_IMAGES = 256      # training images used to calibrate INT8, at most

@@ -10,10 +10,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import CompressError
-from ..fileio import sha256
-from ..paths import Output, check_outputs, model_inputs
-from ..progress import Progress
+from ..common.errors import CompressError
+from ..common.fileio import sha256
+from ..model.paths import Output, check_outputs, model_inputs
+from ..common.progress import Progress
 from ..runtimes.layout import EXPORT_JSON, WORK_DIR
 from .parity import compare, parity_error
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EXIT_PARITY, EXIT_USAGE, CompressError
-from ..models import save_model
+from ..common.errors import EXIT_PARITY, EXIT_USAGE, CompressError
+from ..model.bundle import save_model
 from ..runtimes.layout import LEGACY_MODEL, WORK_DIR
-from ..trust import TRUST_ENV
+from ..model.trust import TRUST_ENV
 from .job import ExportJob, error_lines
 
 WORKER = "compress.export.legacy_worker"

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from ..models import load_model
-from ..native import capture_stdout
+from ..model.bundle import load_model
+from ..common.native import capture_stdout
 from ..runtimes.paddle import io_handles, paddle_predictor, run_paddle_inference
 from . import legacy_ir
 from .job import INPUT_NAME, batched, first_line, verify_threads

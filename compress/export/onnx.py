@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CompressError
-from ..native import capture_stdout, no_runtime_installs
+from ..common.errors import CompressError
+from ..common.native import capture_stdout, no_runtime_installs
 from ..runtimes import onnx as ort_runtime
 from ..runtimes.layout import ONNX_FILE, PADDLE_MODEL
 from .job import ExportJob, batched, error_lines, first_line

@@ -33,8 +33,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..measurement import measure_latency_isolated
-from ..native import capture_stdout, quiet_logging
+from ..measure.latency import measure_latency_isolated
+from ..common.native import capture_stdout, quiet_logging
 from ..runtimes import onnx as ort_runtime
 from ..runtimes.layout import INT8_FILE, ONNX_FILE, WORK_DIR
 from .int8 import (TIMING, Candidate, calibration_images, decide, eval_split, int8_record, record_runtime, score,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import paddle
 
-from ..errors import EXIT_PARITY, CompressError
+from ..common.errors import EXIT_PARITY, CompressError
 from ..runtimes import paddle as paddle_runtime
 from ..runtimes.layout import PADDLE_MODEL
 from .job import INPUT_NAME, ExportJob, batched, first_line, verify_threads

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CompressError
-from ..measurement import measure_latency_isolated
+from ..common.errors import CompressError
+from ..measure.latency import measure_latency_isolated
 from ..runtimes import paddle as paddle_runtime
 from ..runtimes.layout import LEGACY_MODEL, PADDLE_INT8_MODEL, WORK_DIR
 from ..runtimes.paddle import MKLDNN_INT8_OPS

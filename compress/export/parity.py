@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import EXIT_PARITY, CompressError
+from ..common.errors import EXIT_PARITY, CompressError
 
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-4

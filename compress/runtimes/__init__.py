@@ -2,7 +2,7 @@
 
 One builder per runtime (:func:`paddle_predictor`, :func:`onnx_session`), each used both by
 ``compress export`` (verifying every file against the dygraph model, :func:`run_dygraph`)
-and by :mod:`compress.measurement` (timing). What differs between the two uses is an option
+and by :mod:`compress.measure.latency` (timing). What differs between the two uses is an option
 of the builder: timing fixes the thread count and turns ONNX Runtime's spinning off.
 
 The runners for timing live in a registry keyed by name (``RUNTIMES``): ``paddle`` (Paddle
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 
-from ..errors import CompressError
+from ..common.errors import CompressError
 from .base import Runner
 from .dygraph import run_dygraph
 from .onnx import OnnxRuntimeInt8Runner, OnnxRuntimeRunner, onnx_session, run_onnx

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CompressError
+from ..common.errors import CompressError
 
 PADDLE_DIR = "paddle"
 PADDLE_MODEL = f"{PADDLE_DIR}/model.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CompressError
+from ..common.errors import CompressError
 from . import layout
 from .base import Runner
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import paddle.inference as pi
 
-from ..errors import CompressError
-from ..native import capture_stderr, capture_stdout
+from ..common.errors import CompressError
+from ..common.native import capture_stderr, capture_stdout
 from .base import Runner
 from .layout import (LEGACY_MODEL, ONNX_FILE, PADDLE_INT8_MODEL, PADDLE_MODEL, onnx_input_shape, paddle_files,
                      paddle_input_shape)

@@ -1,20 +1,20 @@
 """The ``ablate`` command: check on the user's own model that the free importance ranks its units as removing
-them does (:mod:`compress.ablation`), beside the activation criteria and their costs."""
+them does (:mod:`compress.pruning.ablation`), beside the activation criteria and their costs."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from ..ablation import Ablation, UnitAblation, fidelity, leave_one_out
-from ..blocks import explain_no_blocks
-from ..branches import Branch, check_granularity, surgery_unit, units_with_flops
-from ..criteria import Context, angular_costs, influence_costs
+from ..pruning.ablation import Ablation, UnitAblation, fidelity, leave_one_out
+from ..graph.blocks import explain_no_blocks
+from ..graph.branches import Branch, check_granularity, surgery_unit, units_with_flops
+from ..pruning.criteria import Context, angular_costs, influence_costs
 from ..data import ModelData
-from ..errors import CompressError
-from ..fileio import write_json
-from ..models import load_model
-from ..paths import Output, check_outputs, data_inputs, model_inputs
-from ..progress import NULL, Progress
+from ..common.errors import CompressError
+from ..common.fileio import write_json
+from ..model.bundle import load_model
+from ..model.paths import Output, check_outputs, data_inputs, model_inputs
+from ..common.progress import NULL, Progress
 
 SPLITS = ("val", "test", "train")
 # what each criterion costs beyond training, in forward passes

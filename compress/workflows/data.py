@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import shapes
-from ..errors import CompressError
-from ..fileio import atomic_dir
-from ..paths import Output, check_outputs
-from ..progress import NULL, Progress
+from ..common.errors import CompressError
+from ..common.fileio import atomic_dir
+from ..model.paths import Output, check_outputs
+from ..common.progress import NULL, Progress
 
 # name -> writer(out_dir, count, size, seed, advance=...) -> split sizes
 MAKERS = {"shapes": shapes.make_folder}

@@ -6,28 +6,28 @@ from pathlib import Path
 
 import numpy as np
 
-from ..blocks import discover_blocks, group_rejections, no_blocks_message
-from ..branches import find_branches, flops_regions, units_of
-from ..errors import CompressError
-from ..fileio import atomic_path
-from ..flops import count_flops
-from ..layers import count_params
-from ..models import DEFAULT_INPUT_SHAPE, ArchSpec, build_model, default_input_shape, load_model
-from ..paths import Output, check_outputs, model_inputs
-from ..sidecar import read_sidecar
-from ..weights import check_weights_path
+from ..graph.blocks import discover_blocks, group_rejections, no_blocks_message
+from ..graph.branches import find_branches, flops_regions, units_of
+from ..common.errors import CompressError
+from ..common.fileio import atomic_path
+from ..graph.flops import count_flops
+from ..common.layers import count_params
+from ..model.bundle import DEFAULT_INPUT_SHAPE, ArchSpec, build_model, default_input_shape, load_model
+from ..model.paths import Output, check_outputs, model_inputs
+from ..model.sidecar import read_sidecar
+from ..model.weights import check_weights_path
 
 
 def describe_blocks(model=None, arch: str | None = None, arch_kwargs: dict | None = None,
                     input_shape=None, num_classes: int | None = None, blocks_from: str | None = None,
                     all_rejected: bool = False) -> dict:
     """The ``blocks`` command: removable blocks of a model file or of an architecture, their branches (the
-    units of ``granularity`` branch, :mod:`compress.branches`), and every other sublayer with the reason it is
+    units of ``granularity`` branch, :mod:`compress.graph.branches`), and every other sublayer with the reason it is
     not one (``rejected``).
 
     ``blocks_from``: pick the blocks by path pattern instead (default: a model file's recorded pattern).
     ``rejected_groups`` lists the rejections by reason, only the candidates a reader would weigh unless
-    ``all_rejected`` (see :func:`compress.blocks.group_rejections`).
+    ``all_rejected`` (see :func:`compress.graph.blocks.group_rejections`).
     """
     if model is not None:
         bundle = load_model(model, arch=arch, arch_kwargs=arch_kwargs, input_shape=input_shape)

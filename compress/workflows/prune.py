@@ -17,25 +17,25 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from ..blocks import compile_pattern, explain_no_blocks
-from ..branches import Branch, check_granularity, sidecar_fields, surgery_plan, units_with_flops
-from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint, room_needed
-from ..criteria import BLOCK_ONLY_CRITERIA, DATA_CRITERIA, STATS_CRITERIA, DEFAULT_CRITERION, Context, select
+from ..graph.blocks import compile_pattern, explain_no_blocks
+from ..graph.branches import Branch, check_granularity, sidecar_fields, surgery_plan, units_with_flops
+from ..training.checkpoint import Checkpointing, checkpoint_path, remove_checkpoint, room_needed
+from ..pruning.criteria import BLOCK_ONLY_CRITERIA, DATA_CRITERIA, STATS_CRITERIA, DEFAULT_CRITERION, Context, select
 from ..data import DataOptions, ModelData, stored_source
-from ..distributed import data_parallel, world
-from ..errors import CompressError
+from ..training.distributed import data_parallel, world
+from ..common.errors import CompressError
 from ..export import check_out_dir, export_model
-from ..fileio import owned, sha256
-from ..layers import count_params
-from ..models import ModelBundle, check_num_classes, load_model, save_model
-from ..paths import Output, check_outputs, check_room, data_inputs, model_inputs, model_outputs
-from ..planning import Target, flops_budget
-from ..progress import NULL, Progress
-from ..schedules import n_keep
-from ..sidecar import Sidecar
-from ..surgery import SELF_CHECK_IMAGES, RemovalCheck, Unit, check_removal, remove_blocks, remove_branches
-from ..training import FitConfig, accuracy, fit
-from ..weights import check_weights_path
+from ..common.fileio import owned, sha256
+from ..common.layers import count_params
+from ..model.bundle import ModelBundle, check_num_classes, load_model, save_model
+from ..model.paths import Output, check_outputs, check_room, data_inputs, model_inputs, model_outputs
+from ..pruning.planning import Target, flops_budget
+from ..common.progress import NULL, Progress
+from ..training.schedules import n_keep
+from ..model.sidecar import Sidecar
+from ..graph.surgery import SELF_CHECK_IMAGES, RemovalCheck, Unit, check_removal, remove_blocks, remove_branches
+from ..training.loop import FitConfig, accuracy, fit
+from ..model.weights import check_weights_path
 
 
 # what healing distils from the unpruned model -> what that means (feeds `prune --distill-target`)
@@ -136,7 +136,7 @@ class PruneResult:
     best_epoch: int | None = None
     out: str | None = None
     export: dict | None = None   # export.json of the healed model, when asked for
-    surgery_check: dict | None = None   # the self-check's figure (compress.surgery.RemovalCheck)
+    surgery_check: dict | None = None   # the self-check's figure (compress.graph.surgery.RemovalCheck)
 
     def to_json(self) -> dict:
         if self.dry_run:
@@ -219,7 +219,7 @@ def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERIO
     """Which blocks go, and what that saves (parameters, FLOPs), without touching anything.
 
     Exactly one of ``keep`` (share of blocks kept), ``keep_flops`` (FLOPs budget: see
-    :mod:`compress.planning` for how blocks of unequal cost are chosen) or ``blocks`` (indices).
+    :mod:`compress.pruning.planning` for how blocks of unequal cost are chosen) or ``blocks`` (indices).
     The blocks are found as the model's sidecar says (``blocks_from``: by path pattern, else by skip
     connection).
     """
@@ -290,7 +290,7 @@ def _check_batch(ds: ModelData | None, input_shape, seed: int) -> paddle.Tensor:
 def _removed(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData | None, seed: int,
              progress: Progress) -> tuple[object, RemovalCheck]:
     """A copy of the model with the plan's blocks removed, checked against the teacher with those blocks switched
-    off (:func:`compress.surgery.check_removal`; raises on a mismatch, nothing written). Copies of the teacher in
+    off (:func:`compress.graph.surgery.check_removal`; raises on a mismatch, nothing written). Copies of the teacher in
     memory, not new reads of ``model_path``: the input is read once, so a writer replacing it meanwhile cannot give
     the student other weights than the teacher's."""
     student = copy.deepcopy(teacher.model)
@@ -385,19 +385,19 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     """The ``prune`` command: plan, remove, check the surgery, heal with distillation, write ``out`` (+ sidecar),
     optionally export.
 
-    ``granularity``: the units removed, ``block`` or ``branch`` (:mod:`compress.branches`: a block's attention
+    ``granularity``: the units removed, ``block`` or ``branch`` (:mod:`compress.graph.branches`: a block's attention
     and MLP branches apart; a block all of whose branches go is removed whole); default: the one the model
     was trained with (its sidecar's), else block.
 
     Exactly one of ``keep``, ``keep_flops`` (at most that share of the FLOPs stays, see
-    :mod:`compress.planning`) or ``blocks``. Right after removal the pruned model must match the
-    unpruned one with the same blocks switched off (:func:`compress.surgery.check_removal`), else
+    :mod:`compress.pruning.planning`) or ``blocks``. Right after removal the pruned model must match the
+    unpruned one with the same blocks switched off (:func:`compress.graph.surgery.check_removal`), else
     nothing is written (exit code 3). ``blocks_from``: pick the blocks by path pattern (default: as
     recorded in the model's sidecar, else by skip connection); recorded in the pruned model's sidecar.
     ``data_options``: healing's augmentation (default: the parent's, as its sidecar records) and the loader's
     worker processes. Healing saves its state after every epoch to ``OUT.ckpt/`` (removed once ``out``
     is written); ``resume`` goes on from there, ``resume=None`` if there is one of this run (see
-    :mod:`compress.checkpoint`).
+    :mod:`compress.training.checkpoint`).
     """
     Target(keep, keep_flops, blocks)  # refuse a bad target before any work
     check_granularity(granularity)

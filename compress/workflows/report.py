@@ -13,20 +13,20 @@ import shutil
 from pathlib import Path
 
 from ..data import ModelData
-from ..errors import CompressError
+from ..common.errors import CompressError
 from ..export import ExportOptions, export_model
 from ..export.job import batched
-from ..flops import count_flops
-from ..layers import count_params
-from ..measurement import group_by_label, machine_info, measure_latency_isolated
-from ..models import load_model
-from ..paths import Output, check_outputs, data_inputs, model_inputs
-from ..progress import NULL, Progress
-from ..reporting import build_report, write_report
+from ..graph.flops import count_flops
+from ..common.layers import count_params
+from ..measure.latency import group_by_label, machine_info, measure_latency_isolated
+from ..model.bundle import load_model
+from ..model.paths import Output, check_outputs, data_inputs, model_inputs
+from ..common.progress import NULL, Progress
+from ..measure.reporting import build_report, write_report
 from ..runtimes import INT8_RUNTIMES, make_runner
 from ..runtimes.layout import EXPORT_JSON
-from ..training import accuracy, split_accuracy
-from ..verify import check_export, verify_export
+from ..training.loop import accuracy, split_accuracy
+from ..export.verify import check_export, verify_export
 
 REPORT_FILES = ("report.json", "report.md", "report.html", "pareto.png")  # what reporting.write_report writes
 
@@ -45,7 +45,7 @@ def _same_options(export_dir: Path, options: ExportOptions) -> bool:
 
 def ensure_export(model_path, export_dir, options: ExportOptions | None = None, progress: Progress = NULL) -> dict:
     """Export ``model_path`` to ``export_dir`` unless a verified export of the same weights, with the same
-    options, is already there (every file as export.json lists it: :func:`compress.verify.verify_export`)."""
+    options, is already there (every file as export.json lists it: :func:`compress.export.verify.verify_export`)."""
     model_path, export_dir = Path(model_path), Path(export_dir)
     options = dataclasses.replace(options or ExportOptions(), force=True)
     if (export_dir / EXPORT_JSON).is_file():

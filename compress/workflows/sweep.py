@@ -13,15 +13,15 @@ from importlib import resources
 from pathlib import Path
 
 from ..data import DATA_SOURCES, source_kind
-from ..errors import CompressError
+from ..common.errors import CompressError
 from ..export import ExportOptions
-from ..fileio import write_json
-from ..progress import NULL, Progress
-from ..paths import Output, check_outputs, data_inputs, model_inputs, model_outputs, same_file
-from ..sidecar import read_sidecar
-from ..storage import copy_model_files
-from ..training import FitConfig
-from ..weights import check_weights_path
+from ..common.fileio import write_json
+from ..common.progress import NULL, Progress
+from ..model.paths import Output, check_outputs, data_inputs, model_inputs, model_outputs, same_file
+from ..model.sidecar import read_sidecar
+from ..model.storage import copy_model_files
+from ..training.loop import FitConfig
+from ..model.weights import check_weights_path
 from .prune import HealConfig, default_out, prune
 from .report import ensure_export, report, report_outputs
 from .train import train

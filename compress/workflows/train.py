@@ -4,22 +4,22 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from ..blocks import compile_pattern, explain_no_blocks
-from ..branches import Branch, sidecar_fields, units_with_flops
-from ..checkpoint import Checkpointing, checkpoint_path, remove_checkpoint, room_needed
+from ..graph.blocks import compile_pattern, explain_no_blocks
+from ..graph.branches import Branch, sidecar_fields, units_with_flops
+from ..training.checkpoint import Checkpointing, checkpoint_path, remove_checkpoint, room_needed
 from ..data import DataOptions, ModelData
-from ..distributed import data_parallel, world
-from ..errors import CompressError
-from ..fileio import owned
-from ..layers import count_params
-from ..models import (ArchSpec, build_model, canonical_spec, check_class_kwargs, check_num_classes,
+from ..training.distributed import data_parallel, world
+from ..common.errors import CompressError
+from ..common.fileio import owned
+from ..common.layers import count_params
+from ..model.bundle import (ArchSpec, build_model, canonical_spec, check_class_kwargs, check_num_classes,
                       default_input_shape, load_model, resolve_arch, save_model)
-from ..paths import check_outputs, check_room, data_inputs, model_inputs, model_outputs
-from ..pretrained import Pretrained, load_pretrained, read_pretrained
-from ..progress import NULL, Progress
-from ..sidecar import Sidecar, read_sidecar
-from ..training import FitConfig, FitResult, accuracy, fit, seed_everything
-from ..weights import check_weights_path
+from ..model.paths import check_outputs, check_room, data_inputs, model_inputs, model_outputs
+from ..model.pretrained import Pretrained, load_pretrained, read_pretrained
+from ..common.progress import NULL, Progress
+from ..model.sidecar import Sidecar, read_sidecar
+from ..training.loop import FitConfig, FitResult, accuracy, fit, seed_everything
+from ..model.weights import check_weights_path
 
 @dataclass
 class _Start:
@@ -108,23 +108,23 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
 
     ``init``: a model written by compress (its sidecar gives the architecture), or a foreign checkpoint
     (no sidecar: a plain state dict, with ``arch``), whose classifier is re-initialised if it was trained
-    for another number of classes (see :mod:`compress.pretrained`; the sidecar's ``pretrained`` records
+    for another number of classes (see :mod:`compress.model.pretrained`; the sidecar's ``pretrained`` records
     the file, its sha256 and the keys re-initialised).
 
     ``blocks_from``: pick the blocks by path pattern instead of by skip connection (see
-    :func:`compress.blocks.discover_blocks`); recorded in the sidecar, so later commands find the
+    :func:`compress.graph.blocks.discover_blocks`); recorded in the sidecar, so later commands find the
     same blocks (default: the pattern ``init`` was trained with, if any). ``data_options``: resize,
     normalisation and augmentation (default: the source's; fine-tuning keeps the recorded resize and
     normalisation), loader workers. The preprocess is recorded in the sidecar. Every image's header is
     checked before training starts. Returns the sidecar written.
 
-    After every epoch the run's state is saved to ``OUT.ckpt/`` (:mod:`compress.checkpoint`), removed once
+    After every epoch the run's state is saved to ``OUT.ckpt/`` (:mod:`compress.training.checkpoint`), removed once
     ``out`` is written; ``resume`` goes on from it (a checkpoint of another run, or none, is refused), and
     ends with the weights the uninterrupted run would have written; ``resume=None``: resume this run's
     checkpoint if there is one, else start afresh. Without ``resume`` a leftover checkpoint is refused.
 
     Under ``python -m paddle.distributed.launch --nproc_per_node N``: data parallel (each rank trains on
-    its part of every global batch; the statistics are the global ones, see :class:`compress.training.DepthRun`);
+    its part of every global batch; the statistics are the global ones, see :class:`compress.training.loop.DepthRun`);
     only rank 0 writes (checkpoints included) and returns the sidecar, the other ranks return None.
     """
     config = config or FitConfig()

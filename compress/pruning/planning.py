@@ -21,7 +21,7 @@ original (:func:`budget_removal`):
    Block-level plans do not take this step (they stay as they were).
 
 A *unit* is a whole block, or under ``granularity`` branch one branch of a block (an attention or MLP
-branch, :mod:`compress.branches`); a block all of whose branches go is removed whole.
+branch, :mod:`compress.graph.branches`); a block all of whose branches go is removed whole.
 
 This is the classic greedy for the knapsack problem "lose the least criterion score while removing at
 least (1 - F) of the FLOPs". Criteria that only pick a set of a given size (``every-other``, ``last``,
@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 
 from .criteria import COSTS, Context, check_criterion, select
-from .errors import CompressError
+from ..common.errors import CompressError
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CompressError
+from ..common.errors import CompressError
 from .sidecar import sidecar_path
 
 

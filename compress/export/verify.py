@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import CompressError
-from .fileio import sha256
-from .runtimes.layout import EXPORT_JSON
+from ..common.errors import CompressError
+from ..common.fileio import sha256
+from ..runtimes.layout import EXPORT_JSON
 
 
 def _listed(export_dir: Path) -> tuple[dict | None, str | None]:

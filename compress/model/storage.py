@@ -12,7 +12,7 @@ The two files are two renames apart, so the unit is made of three rules:
   old weights are kept (hard-linked) until then, so a failure in these steps puts them back.
 * **A reader completes an interrupted write.** Killed between the two last renames, the
   directory holds the new weights, the old sidecar and the journal naming the new weights'
-  hash: the journal is the sidecar (:func:`compress.sidecar.read_sidecar` moves it into place).
+  hash: the journal is the sidecar (:func:`compress.model.sidecar.read_sidecar` moves it into place).
   Killed earlier, the journal names other weights and is ignored; the old pair stands.
 
 The next writer removes what a killed one left (hidden temporary files, a stale journal).
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CompressError
-from .fileio import locked, sha256_bytes, sync_dir, temp_name, write_error, write_hidden
-from .signals import deferred
+from ..common.errors import CompressError
+from ..common.fileio import locked, sha256_bytes, sync_dir, temp_name, write_error, write_hidden
+from ..common.signals import deferred
 from .sidecar import Sidecar, finish_journal, pending_path, read_sidecar, sidecar_path, sidecar_text
 from .weights import check_weights_path, decode_weights, encode_weights, read_bytes
 

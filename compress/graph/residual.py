@@ -1,4 +1,4 @@
-"""Residual layers, read off a traced probe forward pass (:mod:`compress.tracing`).
+"""Residual layers, read off a traced probe forward pass (:mod:`compress.graph.tracing`).
 
 A sublayer ``B`` is **residual** (a removable block) when, in the probe:
 
@@ -43,7 +43,7 @@ and rejected.
 Limits: skips written through untraced ops (``paddle.concat``/``split``, indexing,
 ``paddle.where``, an activation imported by name before the probe) are not seen; post-LN
 transformers (``norm(x + f(x))``) are not residual by this rule; models whose input is not one
-float image tensor cannot be probed. ``blocks_from`` in :mod:`compress.blocks` is the escape hatch.
+float image tensor cannot be probed. ``blocks_from`` in :mod:`compress.graph.blocks` is the escape hatch.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import paddle
 
-from .layers import count_params
+from ..common.layers import count_params
 from .surgery import replaced_by_identity
 from .tracing import Call, Node, ProbeTrace, probe_input
 

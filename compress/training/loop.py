@@ -18,14 +18,14 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from .branches import check_granularity
+from ..graph.branches import check_granularity
 from .checkpoint import Checkpointing, open_checkpoint, state_digest
 from .distributed import all_reduce_sum, gather_rows, part
 from .droppath import StochasticDepth
-from .errors import CompressError
-from .layers import get_sublayer
-from .pretrained import find_classifier
-from .progress import NULL, Progress
+from ..common.errors import CompressError
+from ..common.layers import get_sublayer
+from ..model.pretrained import find_classifier
+from ..common.progress import NULL, Progress
 from .schedules import make_schedule
 from .statistics import SurvivalStats, increments
 
@@ -99,7 +99,7 @@ class FitConfig:
     hidden_weight: float = 0.0  # with a teacher: weight (inside alpha) of the MSE on the classifier's input
     patience: int | None = None  # early stopping on val accuracy; None = run all epochs
     keep_best: bool = False
-    granularity: str = "block"   # the units DropPath drives: whole blocks, or branches (compress.branches)
+    granularity: str = "block"   # the units DropPath drives: whole blocks, or branches (compress.graph.branches)
 
     def __post_init__(self):
         finite = math.isfinite(self.lr) and math.isfinite(self.weight_decay)
@@ -166,7 +166,7 @@ class HiddenTap:
 
 def hidden_taps(model, teacher, input_shape, num_classes: int) -> tuple[HiddenTap, HiddenTap]:
     """(student tap, teacher tap) on the classifier each model has (found by probing, see
-    :func:`compress.pretrained.find_classifier`); refused when either has none."""
+    :func:`compress.model.pretrained.find_classifier`); refused when either has none."""
     paths = [find_classifier(m, input_shape, num_classes) for m in (model, teacher)]
     if None in paths:
         raise CompressError("hidden-state distillation needs a classifier layer (a Linear or Conv giving the "
@@ -436,7 +436,7 @@ def fit(model, data, config: FitConfig, blocks=None, teacher=None, progress: Pro
 
     ``checkpoint``: after every epoch, the run's whole state is saved there (rank 0 writes); with its
     ``resume``, the run goes on from the saved epoch and ends as the uninterrupted run would have
-    (see :mod:`compress.checkpoint`; its identity is completed here with :func:`run_identity`).
+    (see :mod:`compress.training.checkpoint`; its identity is completed here with :func:`run_identity`).
     """
     if checkpoint is not None:
         checkpoint.extend(run_identity(model, data, config, blocks, teacher))

@@ -8,7 +8,7 @@ parameter names stay untouched:
 * blocks with their own DropPath layer(s): those layers are swapped for a
   ``DropPath`` that applies the block's mask, drawn once per forward, so a
   dropped block is exactly the identity, as after removal;
-* branches (``granularity`` branch, :mod:`compress.branches`): the units are a block's DropPath
+* branches (``granularity`` branch, :mod:`compress.graph.branches`): the units are a block's DropPath
   calls, and the k-th call of the block's forward applies branch k's own mask (and feeds its
   residual ratio: the branch's output against the input of its body).
 
@@ -21,7 +21,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from .layers import get_sublayer, set_sublayer
+from ..common.layers import get_sublayer, set_sublayer
 
 
 def _bcast(mask, x):
@@ -68,7 +68,7 @@ class _Group:
 
 
 def _groups(units) -> list[_Group]:
-    """Units (blocks, or compress.branches.Branch objects with ``block_path`` and ``call``) grouped by block,
+    """Units (blocks, or compress.graph.branches.Branch objects with ``block_path`` and ``call``) grouped by block,
     in order."""
     groups: dict[str, _Group] = {}
     for i, u in enumerate(units):
@@ -82,12 +82,6 @@ def _groups(units) -> list[_Group]:
         else:
             g.droppath = list(u.own_droppath)
     return list(groups.values())
-
-
-def find_own_droppath(block) -> list[str]:
-    """Names of the block's own stochastic-depth layers (any class named like DropPath)."""
-    return [name for name, layer in block.named_sublayers()
-            if "droppath" in type(layer).__name__.lower().replace("_", "")]
 
 
 class StochasticDepth:

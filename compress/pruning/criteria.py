@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import paddle
 
-from .errors import CompressError
-from .layers import get_sublayer, probe_forward
+from ..common.errors import CompressError
+from ..common.layers import get_sublayer, probe_forward
 
 
 @dataclass
@@ -179,7 +179,7 @@ DATA_CRITERIA = {"block-influence", "angular"}
 BLOCK_ONLY_CRITERIA = {"block-influence", "angular"}
 STATS_CRITERIA = {"survival", "importance", "residual"}   # read the statistics recorded while training
 # Criteria that score every block on its own (the lower, the sooner it goes): a FLOPs budget weighs these scores
-# against each block's FLOPs (compress.planning). The others only pick a set of a given size.
+# against each block's FLOPs (compress.pruning.planning). The others only pick a set of a given size.
 COSTS = {
     "survival": survival_costs,
     "importance": importance_costs,

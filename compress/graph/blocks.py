@@ -4,7 +4,7 @@ A block is a sublayer whose input reaches its output through additions only
 (``y = x + f(x)``, possibly ``x + f1(x) + f2(x)``, or ``relu(x + f(x))`` where ``relu(x) == x``):
 a transformer block, a ResNet basic/bottleneck block without downsampling, a ConvNeXt block,
 a stride-1 equal-channel inverted residual. It is found in one traced probe forward pass
-(:mod:`compress.tracing`, the rule in :mod:`compress.residual`). Removing such a block is
+(:mod:`compress.graph.tracing`, the rule in :mod:`compress.graph.residual`). Removing such a block is
 stochastic depth made permanent: the data flows straight past it. A shape-preserving layer
 with no skip around it (a depthwise conv inside an inverted residual, a VGG layer) is not a
 block; stems, downsampling layers and heads change shape and are never removable.
@@ -19,11 +19,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .droppath import find_own_droppath
-from .errors import CompressError
+from ..common.errors import CompressError
 from .residual import (REJECTION_KINDS, PathInfo, Rejection, analyse, call_problem, follow_paths, n_params,
                        outermost_blocks, surgery_check)
 from .tracing import ProbeTrace, probe_trace
+
+
+def find_own_droppath(block) -> list[str]:
+    """Names of the block's own stochastic-depth layers (any class named like DropPath)."""
+    return [name for name, layer in block.named_sublayers()
+            if "droppath" in type(layer).__name__.lower().replace("_", "")]
 
 
 @dataclass

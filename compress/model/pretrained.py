@@ -21,8 +21,8 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from .errors import CompressError
-from .layers import get_sublayer, probe_forward
+from ..common.errors import CompressError
+from ..common.layers import get_sublayer, probe_forward
 from .storage import read_model_files
 from .weights import apply_weights, check_weights_path, mismatch_message, weight_mismatches
 
@@ -48,7 +48,7 @@ class Pretrained:
 
 
 def read_pretrained(path: str | os.PathLike) -> Pretrained:
-    """The weights of a foreign checkpoint, read without running code (see :mod:`compress.weights`)."""
+    """The weights of a foreign checkpoint, read without running code (see :mod:`compress.model.weights`)."""
     path = check_weights_path(path)
     if not path.is_file():
         raise CompressError(f"{path}: no such file")

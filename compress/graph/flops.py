@@ -16,7 +16,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .blocks import Block, find_blocks
-from .layers import get_sublayer, probe_forward
+from ..common.layers import get_sublayer, probe_forward
 
 _ELEMENTWISE = ("relu", "relu6", "gelu", "silu", "swish", "sigmoid", "hardswish", "hardsigmoid", "tanh",
                 "leaky_relu", "softmax")
@@ -123,7 +123,7 @@ def count_flops(model, input_shape, blocks=(), regions: dict[str, list[str]] | N
 
 
 def blocks_with_flops(model, input_shape, pattern: str | None = None) -> tuple[list[Block], int]:
-    """The model's removable blocks (``pattern``: see :func:`compress.blocks.discover_blocks`), each with its
+    """The model's removable blocks (``pattern``: see :func:`compress.graph.blocks.discover_blocks`), each with its
     FLOPs filled in, and the model's total FLOPs."""
     blocks = find_blocks(model, input_shape, pattern)
     total, per_block = count_flops(model, input_shape, blocks)

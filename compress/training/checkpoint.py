@@ -1,11 +1,11 @@
 """Checkpoints of a training run, so that a run killed in its fifth hour resumes at its last epoch.
 
 A checkpoint is a directory next to the output (``OUT.ckpt/``, :func:`checkpoint_path`) holding two
-files, both written atomically (:func:`compress.fileio.atomic_path`):
+files, both written atomically (:func:`compress.common.fileio.atomic_path`):
 
 * ``arrays-E.pdparams``: every array of the run's state after epoch ``E`` (weights, optimizer
   moments, statistics sums, keep-best weights), a plain name -> array dict read back through the
-  restricted loader of :mod:`compress.weights` (a checkpoint never runs code);
+  restricted loader of :mod:`compress.model.weights` (a checkpoint never runs code);
 * ``state.json``: the run's identity (configuration, data, architecture, the sha256 of the initial
   weights), the epoch, the numbers that are not arrays (history, scheduler step, schedule state,
   keep-best scores) and the name of its arrays file. It is written after the arrays and names
@@ -13,7 +13,7 @@ files, both written atomically (:func:`compress.fileio.atomic_path`):
   older arrays files are removed after it.
 
 There is no random-number-generator state to save: every epoch's randomness is a function of
-(seed, epoch) (see :func:`compress.training.epoch_seed` and the loader's per-sample seeds).
+(seed, epoch) (see :func:`compress.training.loop.epoch_seed` and the loader's per-sample seeds).
 
 :func:`open_checkpoint` refuses a checkpoint of another run (one line naming what differs),
 ``resume`` without a checkpoint, and a leftover checkpoint when ``resume`` is not asked for (it
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CompressError
-from .fileio import json_default, write_json
-from .weights import load_weights, save_weights
+from ..common.errors import CompressError
+from ..common.fileio import json_default, write_json
+from ..model.weights import load_weights, save_weights
 
 VERSION = 1
 STATE = "state.json"

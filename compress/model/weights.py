@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CompressError
-from .fileio import atomic_path, not_a_file
+from ..common.errors import CompressError
+from ..common.fileio import atomic_path, not_a_file
 
 WEIGHT_SUFFIXES = (".pdparams", ".safetensors")
 _NUMERIC = "biufc"  # numpy dtype kinds a weight may have: bool, integers, floats, complex
@@ -161,7 +161,7 @@ def encode_weights(state: dict, path: str | os.PathLike) -> bytes:
 
 def save_weights(state: dict, path: str | os.PathLike) -> None:
     """Write a state dict atomically (weights alone; a model's weights and sidecar go through
-    :func:`compress.storage.write_model_files`)."""
+    :func:`compress.model.storage.write_model_files`)."""
     data = encode_weights(state, path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -210,7 +210,7 @@ def apply_weights(model, state: dict[str, np.ndarray], source: str, keep_own: fr
     """Load ``state`` into ``model``, refusing any missing, unexpected or mis-shaped key.
 
     ``keep_own``: keys whose shape may differ; the model keeps its own (freshly initialised) values
-    there (a pretrained checkpoint's classifier, see :mod:`compress.pretrained`).
+    there (a pretrained checkpoint's classifier, see :mod:`compress.model.pretrained`).
     """
     own = model.state_dict()
     missing, unexpected, shaped = weight_mismatches(own, state)

@@ -31,8 +31,8 @@ from pathlib import Path
 import paddle
 import paddle.vision.models as zoo
 
-from .errors import CompressError
-from .fileio import sha256, write_json
+from ..common.errors import CompressError
+from ..common.fileio import sha256, write_json
 
 TRUST_ENV = "COMPRESS_TRUST_ARCH"      # "1": trust what the sidecar names, for this run (set by --trust-arch)
 CONFIG_ENV = "COMPRESS_CONFIG_DIR"     # where the trusted list lives (default: $XDG_CONFIG_HOME/compress)

@@ -4,7 +4,7 @@
 input) with a forward pre/post hook on every sublayer and with paddle's elementwise
 arithmetic temporarily wrapped, and returns a small dataflow graph: which layer received
 which tensor, which tensor it returned, and how tensors were added, subtracted,
-multiplied, divided or passed through an activation in between. :mod:`compress.residual`
+multiplied, divided or passed through an activation in between. :mod:`compress.graph.residual`
 reads skip connections off that graph.
 
 What is traced (paddle 3.3.1; model code looks these up at call time, so it sees the

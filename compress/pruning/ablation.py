@@ -4,7 +4,7 @@ and how well each criterion's ranking matches it.
 This is the check of the product's central claim: DropPath's random drops are a free randomized ablation, so the
 *importance* recorded while training (E[loss | dropped] - E[loss | kept], at no extra forward pass) should rank
 the units as removing them does. Here a unit is switched off as DropPath drops it
-(:func:`compress.surgery.switched_off`: what the surgery self-check proves equal to removing it), one at a time,
+(:func:`compress.graph.surgery.switched_off`: what the surgery self-check proves equal to removing it), one at a time,
 and the split's mean cross-entropy and accuracy are measured against the full model: ``N + 1`` passes over the
 images for ``N`` units. Each criterion's scores (the higher, the more the unit matters) are then compared with
 the true loss increase by Spearman's and Kendall's rank correlations (scipy), with the forward passes each
@@ -20,7 +20,7 @@ import numpy as np
 import paddle
 from scipy import stats as sps
 
-from .surgery import Unit, switched_off
+from ..graph.surgery import Unit, switched_off
 
 
 @dataclass

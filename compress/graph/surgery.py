@@ -3,7 +3,7 @@
 A removed block is replaced by :class:`Removed` (an ``nn.Identity`` that also takes, and ignores, any
 extra arguments the block was called with: ``blk(x, H, W)`` returns ``x``) in its parent's sublayers,
 which is where ``Sequential``, ``LayerList`` and attribute access (``self.block``) all find it, and in
-every plain list, tuple or dict of the model that holds the same layer (:func:`compress.layers.replace_layer`): its
+every plain list, tuple or dict of the model that holds the same layer (:func:`compress.common.layers.replace_layer`): its
 parameters leave the model and the state dict, its ops leave the exported graph, and the
 remaining blocks keep their names and indices, so forward code that indexes its blocks
 keeps working and weights map 1:1 onto the parent's.
@@ -30,8 +30,8 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from .errors import EXIT_PARITY, CompressError
-from .layers import get_sublayer, probe_forward, replace_layer, resolve_path, restore_layers, set_sublayer
+from ..common.errors import EXIT_PARITY, CompressError
+from ..common.layers import get_sublayer, probe_forward, replace_layer, resolve_path, restore_layers, set_sublayer
 
 SELF_CHECK_ATOL = 1e-5     # max abs difference allowed between the pruned model and its switched-off reference
 SELF_CHECK_IMAGES = 32     # images in the check's batch
@@ -73,7 +73,7 @@ class ZeroBranch(nn.Layer):
 def remove_branch(model, record: dict) -> None:
     """Take a branch's body out of its block, in place: the compute (the body's last child) becomes
     :class:`ZeroBranch`, the pre-layers (a pre-norm) ``nn.Identity``. ``record``: the block's path, the
-    body's child names and the compute's output shape (``compress.branches.Branch.removal``)."""
+    body's child names and the compute's output shape (``compress.graph.branches.Branch.removal``)."""
     try:
         block = get_sublayer(model, str(record["block"]))
         body = [str(c) for c in record["body"]]

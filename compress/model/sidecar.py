@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CompressError
-from .fileio import atomic_path, json_default, not_a_file, sha256, sync_dir
+from ..common.errors import CompressError
+from ..common.fileio import atomic_path, json_default, not_a_file, sha256, sync_dir
 from .weights import WEIGHT_SUFFIXES
 
 SIDECAR_SUFFIX = ".compress.json"
@@ -56,7 +56,7 @@ class Sidecar(Mapping):
     metrics: dict = field(default_factory=dict)
     lineage: list = field(default_factory=list)          # one entry per train-from/prune step
     pretrained: dict | None = None           # the foreign checkpoint fine-tuned from: path, sha256, reinitialized keys
-    weights_sha256: str | None = None        # of the weights file it was written with (see compress.storage)
+    weights_sha256: str | None = None        # of the weights file it was written with (see compress.model.storage)
     format: str = SIDECAR_FORMAT
     extra: dict = field(default_factory=dict)            # keys this version does not know
     absent: frozenset = frozenset()          # known keys the file did not have
@@ -317,7 +317,7 @@ def read_sidecar(weights: str | os.PathLike, required: bool = True) -> Sidecar |
     """The sidecar next to ``weights``, checked; None if there is none and it is not ``required``.
 
     A write of weights + sidecar that was interrupted between its two renames is completed
-    here (see :mod:`compress.storage`).
+    here (see :mod:`compress.model.storage`).
     """
     weights = Path(weights)
     done = _journal(weights)   # read as it is: a reader never moves it (finish_journal)
@@ -342,7 +342,7 @@ def sidecar_text(sidecar: Sidecar | Mapping) -> str:
 
 def write_sidecar(weights: str | os.PathLike, sidecar: Sidecar | Mapping) -> Path:
     """Write the sidecar of ``weights`` alone, atomically (a model's weights and sidecar together go
-    through :func:`compress.storage.write_model_files`)."""
+    through :func:`compress.model.storage.write_model_files`)."""
     path = sidecar_path(weights)
     text = sidecar_text(sidecar)
     with atomic_path(path) as tmp:

@@ -2,8 +2,8 @@
 
 An architecture is named by a shipped name (``resnet_tiny``), ``module:callable`` or
 ``file.py:callable``. What a sidecar names is untrusted and goes through
-:mod:`compress.trust` before anything is imported. Weights are read by
-:mod:`compress.weights` (never by unpickling code); the sidecar by :mod:`compress.sidecar`.
+:mod:`compress.model.trust` before anything is imported. Weights are read by
+:mod:`compress.model.weights` (never by unpickling code); the sidecar by :mod:`compress.model.sidecar`.
 """
 from __future__ import annotations
 
@@ -24,12 +24,12 @@ import paddle
 
 from . import trust
 from .architectures import ARCHITECTURES
-from .errors import CompressError
-from .fileio import not_a_file
-from .layers import probe_forward
+from ..common.errors import CompressError
+from ..common.fileio import not_a_file
+from ..common.layers import probe_forward
 from .sidecar import Sidecar, check_input_shape, sidecar_path
 from .storage import read_model_files, write_model_files
-from .surgery import remove_blocks, remove_branches
+from ..graph.surgery import remove_blocks, remove_branches
 from .weights import apply_weights, check_weights_path
 
 DEFAULT_INPUT_SHAPE = (3, 224, 224)
@@ -68,8 +68,8 @@ def resolve_arch(spec: str, trusted: bool = True, near: Path | None = None):
 
     ``trusted=True``: the user named ``spec`` themselves (``--arch`` or a Python call);
     a spec that a sidecar could not name alone is then remembered as trusted
-    (:func:`compress.trust.remember`). ``trusted=False``: ``spec`` comes from a sidecar
-    (next to a model in ``near``) and the rule of :mod:`compress.trust` applies before
+    (:func:`compress.model.trust.remember`). ``trusted=False``: ``spec`` comes from a sidecar
+    (next to a model in ``near``) and the rule of :mod:`compress.model.trust` applies before
     anything is imported.
     """
     if spec in ARCHITECTURES:
@@ -307,7 +307,7 @@ def load_model(path: str | os.PathLike, arch: str | None = None, arch_kwargs: di
 
     Pruned models come back pruned: the architecture is built, the blocks and branches the
     sidecar lists as removed are taken out, then the weights are loaded. Weights and
-    sidecar are read as one unit (:mod:`compress.storage`): weights that are not the
+    sidecar are read as one unit (:mod:`compress.model.storage`): weights that are not the
     ones the sidecar was written with are refused.
     """
     path = check_weights_path(path)
@@ -329,7 +329,7 @@ def load_model(path: str | os.PathLike, arch: str | None = None, arch_kwargs: di
 
 
 def save_model(model, path: str | os.PathLike, sidecar: Sidecar | Mapping) -> Path:
-    """Write weights and sidecar as one unit (:func:`compress.storage.write_model_files`): a reader
+    """Write weights and sidecar as one unit (:func:`compress.model.storage.write_model_files`): a reader
     sees the old pair or the new one, never a mix."""
     path = check_weights_path(path)
     write_model_files(path, model.state_dict(), sidecar)

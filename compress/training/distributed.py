@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from .data.loader import resolve_rank
+from ..data.loader import resolve_rank
 
 
 def world() -> tuple[int, int]:
@@ -20,7 +20,7 @@ def world() -> tuple[int, int]:
 
 
 def data_parallel(shard: tuple[int, int]):
-    """The ``wrap`` for :func:`compress.training.fit`: ``paddle.DataParallel`` once the process group is up,
+    """The ``wrap`` for :func:`compress.training.loop.fit`: ``paddle.DataParallel`` once the process group is up,
     or None in a single process."""
     if shard[1] <= 1:
         return None

@@ -12,7 +12,7 @@ It is named steps: building the runners (:func:`build_runners`, on
 
 From a benchmark script::
 
-    from compress.measurement import measure_latency, machine_info
+    from compress.measure.latency import measure_latency, machine_info
     recs = measure_latency([("original", "onnxruntime", "out/orig"),
                             ("keep0.5", "onnxruntime", "out/k05")], batch_sizes=(1,), threads=1)
     print(machine_info(threads=1))
@@ -32,11 +32,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ._version import __version__
-from .errors import CompressError
-from .progress import NULL, Progress
-from .runtimes import Runner, engine, make_runner, runtime_label
-from .signals import die_with_parent, ignoring_sigint
+from .._version import __version__
+from ..common.errors import CompressError
+from ..common.progress import NULL, Progress
+from ..runtimes import Runner, engine, make_runner, runtime_label
+from ..common.signals import die_with_parent, ignoring_sigint
 
 MIN_WARMUP = 10
 BURST = 20   # timed runs per turn of one model in the round-robin

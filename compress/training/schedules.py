@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .errors import CompressError
+from ..common.errors import CompressError
 
 
 def n_keep(n_blocks: int, keep: float) -> int:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import paddle
 
 from .blocks import Block, find_blocks
-from .errors import CompressError
+from ..common.errors import CompressError
 from .flops import count_flops
-from .layers import count_params, get_sublayer, probe_forward
+from ..common.layers import count_params, get_sublayer, probe_forward
 from .surgery import Unit, ZeroBranch
 
 GRANULARITIES = ("block", "branch")
@@ -173,7 +173,7 @@ def units_of(blocks: list[Block], branches: dict[int, list[Branch]], granularity
 
 
 def flops_regions(branches) -> dict[str, list[str]]:
-    """Branch name -> the sublayer paths of its body: what :func:`compress.flops.count_flops` attributes to it."""
+    """Branch name -> the sublayer paths of its body: what :func:`compress.graph.flops.count_flops` attributes to it."""
     return {br.name: [f"{br.block_path}.{c}" for c in br.body] for br in branches}
 
 

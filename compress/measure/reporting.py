@@ -18,8 +18,8 @@ Entry (input) schema — keys a caller provides per model::
     blocks      int    kept removable blocks
     removed     list of str  (optional) the units its prune steps removed, by name: block paths, or branches
                        as ``attn at depth 3`` / ``mlp at depth 5``
-    runtimes    list of latency records (``compress.measurement.measure_latency`` gives them,
-                see ``compress.measurement.group_by_label``):
+    runtimes    list of latency records (``compress.measure.latency.measure_latency`` gives them,
+                see ``compress.measure.latency.group_by_label``):
         runtime  str  "paddle", "onnxruntime", or any other name (e.g. "onnxruntime-int8")
         batch    int
         threads  int
@@ -33,7 +33,7 @@ report.json (output) schema::
     format      "compress-report/1"
     created     ISO-8601 UTC time
     baseline    name of the original every ratio is relative to (None if there is none)
-    machine     compress.measurement.machine_info(): cpu, cores, threads, os, python, versions
+    machine     compress.measure.latency.machine_info(): cpu, cores, threads, os, python, versions
     settings    measurement settings (threads, warmup, runs, alternation, batch sizes)
     headline    one line, see ``headline``
     notes       list of str: how the numbers were measured and what the ratios mean
@@ -65,9 +65,9 @@ import math
 import os
 from pathlib import Path
 
-from .errors import CompressError
-from .fileio import atomic_path, write_json
-from .runtimes import runtime_label
+from ..common.errors import CompressError
+from ..common.fileio import atomic_path, write_json
+from ..runtimes import runtime_label
 
 REPORT_FORMAT = "compress-report/1"
 _RECORD_REQUIRED = ("runtime", "batch", "latency_ms_p50")
