@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # tiny_models: the third-party (timm-st
 
 from compress.common.fileio import atomic_path, write_json  # noqa: E402
 from compress.measure.latency import machine_info  # noqa: E402
-from compress.training.loop import FitConfig  # noqa: E402
+from compress.training.config import FitConfig  # noqa: E402
 from compress.workflows.prune import HealConfig, prune  # noqa: E402
 from compress.workflows.report import report  # noqa: E402
 from compress.workflows.train import train  # noqa: E402

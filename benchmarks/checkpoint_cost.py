@@ -23,7 +23,8 @@ from compress.graph.flops import blocks_with_flops
 from compress.measure.latency import machine_info
 from compress.model.bundle import ArchSpec, build_model
 from compress.model.sidecar import read_sidecar
-from compress.training.loop import FitConfig, fit, seed_everything
+from compress.training.config import FitConfig
+from compress.training.loop import fit, seed_everything
 from compress.workflows.sweep import DEMO_TRAIN, sample_model
 
 ROOT = Path(__file__).resolve().parent.parent

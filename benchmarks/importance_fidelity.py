@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from compress.common.fileio import write_json  # noqa: E402
 from compress.measure.latency import machine_info  # noqa: E402
-from compress.training.loop import FitConfig  # noqa: E402
+from compress.training.config import FitConfig  # noqa: E402
 from compress.model.trust import remember_if_needed  # noqa: E402
 from compress.workflows.ablate import ablate  # noqa: E402
 from compress.workflows.train import train  # noqa: E402

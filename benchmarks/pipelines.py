@@ -39,7 +39,7 @@ from compress.common.errors import CompressError  # noqa: E402
 from compress.common.fileio import write_json  # noqa: E402
 from compress.measure.latency import machine_info  # noqa: E402
 from compress.model.bundle import default_input_shape, load_model  # noqa: E402
-from compress.training.loop import FitConfig  # noqa: E402
+from compress.training.config import FitConfig  # noqa: E402
 from compress.model.trust import CONFIG_ENV, remember_if_needed  # noqa: E402
 from compress.workflows.prune import HealConfig, prune  # noqa: E402
 from compress.workflows.train import train  # noqa: E402

@@ -139,7 +139,7 @@ def export_one(model: str, out: str, int8_seconds: float) -> None:
 
 def make_models(name: str, spec: str, work: Path) -> tuple[Path, Path]:
     """The random-weight original (train --epochs 0) and its keep-0.5 every-other child (no healing)."""
-    from compress.training.loop import FitConfig
+    from compress.training.config import FitConfig
     from compress.workflows.prune import HealConfig, prune
     from compress.workflows.train import train
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from compress.measure.latency import machine_info
 from compress.common.progress import Progress
-from compress.training.loop import FitConfig
+from compress.training.config import FitConfig
 from compress.workflows.train import train
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,7 +35,9 @@ from compress.graph.blocks import find_blocks
 from compress.data import load_data
 from compress.model.bundle import load_model
 from compress.training.droppath import StochasticDepth
-from compress.training.loop import DepthRun, FitConfig, make_optimizer, train_step
+from compress.training.config import FitConfig
+from compress.training.loop import DepthRun, train_step
+from compress.training.optimizer import make_optimizer
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ("off", "stats", "stats+probe")

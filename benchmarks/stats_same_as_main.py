@@ -21,7 +21,8 @@ import compress
 from compress.graph.blocks import find_blocks
 from compress.data import ModelData
 from compress.model.bundle import load_model
-from compress.training.loop import FitConfig, fit
+from compress.training.config import FitConfig
+from compress.training.loop import fit
 
 ROOT = Path(__file__).resolve().parent.parent
 

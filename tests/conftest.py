@@ -18,7 +18,7 @@ os.environ.pop("COMPRESS_TRUST_ARCH", None)
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A resnet_tiny trained for one epoch on the digits (weights + sidecar); returns the .pdparams path."""
-    from compress.training.loop import FitConfig
+    from compress.training.config import FitConfig
     from compress.workflows.train import train
 
     path = tmp_path_factory.mktemp("models") / "resnet_tiny.pdparams"

@@ -15,6 +15,10 @@ Rules:
    welcome at any length). Nested functions count towards their parent too.
 5. The CLI's modules (``cli/``, installed as ``compress_cli``) import one another without
    cycles, and no command module imports the app.
+6. Rooms: ``compress``'s subpackages are ranked (``ROOMS``, bottom up); a module imports only
+   rooms of a lower rank than its own, so rooms of one rank never import each other. Every
+   subpackage has a rank.
+7. No module in ``compress/`` is longer than ``MAX_MODULE_LINES`` lines.
 
 Each rule is a function over a package's source; the ``*_detects_*`` tests feed it small
 packages that break the rule, so a rule that stopped seeing violations would fail here.
@@ -33,6 +37,15 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ("compress", ROOT / "compress")
 CLI = ("compress_cli", ROOT / "cli")
 MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 500
+# The rooms of compress, bottom up: a room imports only rooms of a lower rank (the package's own
+# __init__, which re-exports the commands, sits on top).
+ROOMS = (("_version", "common"),
+         ("graph",),
+         ("model", "data", "runtimes"),
+         ("training", "pruning", "measure"),
+         ("export",),
+         ("workflows",))
 # Optional heavy dependencies (and one platform-specific module) that may be imported where they are used.
 LAZY_ALLOWED = {"onnx", "onnxruntime", "paddle2onnx", "polygraphy", "matplotlib", "sklearn", "safetensors", "PIL",
                 "fcntl", "paddleslim"}
@@ -181,6 +194,31 @@ def layer_violations(graph: dict[str, set[str]], upper: str, lower_excluded: tup
             and m not in lower_excluded]
 
 
+def room_violations(graph: dict[str, set[str]], package: str, rooms=ROOMS) -> list[str]:
+    """Imports from a room into one of the same or a higher rank, and rooms without a rank."""
+    rank = {r: i for i, group in enumerate(rooms) for r in group}
+
+    def room(m: str) -> str | None:
+        parts = m.split(".")
+        return parts[1] if len(parts) > 1 and parts[0] == package else None
+
+    bad = sorted({f"{m}: room {room(m)!r} has no rank in ROOMS" for m in graph
+                  if room(m) is not None and room(m) not in rank})
+    for m, targets in sorted(graph.items()):
+        a = room(m)
+        for t in sorted(targets):
+            b = room(t)
+            if a in rank and b in rank and a != b and rank[b] >= rank[a]:
+                bad.append(f"{m} imports {t} ({a} may not import {b}: rank {rank[a]} <= {rank[b]})")
+    return bad
+
+
+def long_modules(package: str, root: Path, limit: int = MAX_MODULE_LINES) -> list[str]:
+    """Modules over ``limit`` lines."""
+    return [f"{path.relative_to(root.parent)}: {n} lines" for path in modules(package, root).values()
+            if (n := len(path.read_text().splitlines())) > limit]
+
+
 # --------------------------------------------------------------------------- the rules on the real code
 def test_library_module_graph_has_no_cycles():
     graph = import_graph(*LIBRARY)
@@ -204,6 +242,16 @@ def test_imports_inside_functions_are_optional_heavy_packages_with_a_reason():
 
 def test_no_long_functions_in_the_library():
     assert long_functions(*LIBRARY) == []
+
+
+def test_rooms_import_only_rooms_below_them():
+    graph = import_graph(*LIBRARY)
+    assert {m.split(".")[1] for m in graph if m.count(".") >= 2} >= {"graph", "training", "export"}  # rooms read
+    assert room_violations(graph, "compress") == []
+
+
+def test_no_long_modules_in_the_library():
+    assert long_modules(*LIBRARY) == []
 
 
 def test_cli_modules_import_each_other_without_cycles():
@@ -288,6 +336,24 @@ def test_length_rule_counts_code_not_docstrings(tmp_path):
 def test_layer_rule_detects_a_domain_module_importing_a_workflow():
     graph = {"p.models": {"p.workflows.train"}, "p.workflows.train": {"p.models"}, "p": {"p.workflows.train"}}
     assert layer_violations(graph, "p.workflows", lower_excluded=("p",)) == ["p.models imports p.workflows.train"]
+
+
+def test_room_rule_detects_an_import_sideways_upwards_and_an_unranked_room():
+    rooms = (("common",), ("graph", "data"), ("training",))
+    graph = {"p.training.fit": {"p.graph.blocks", "p.common.errors"},     # downwards: fine
+             "p.graph.blocks": {"p.data.loader", "p.common"},             # sideways: same rank
+             "p.data.loader": {"p.training.fit"},                          # upwards
+             "p.extra.x": {"p.common"},                                    # a room without a rank
+             "p": {"p.training.fit"}}
+    bad = room_violations(graph, "p", rooms)
+    assert bad[0] == "p.extra.x: room 'extra' has no rank in ROOMS"
+    assert [b.split(" (")[0] for b in bad[1:]] == ["p.data.loader imports p.training.fit",
+                                                    "p.graph.blocks imports p.data.loader"]
+
+
+def test_module_length_rule_counts_lines(tmp_path):
+    pkg = _package(tmp_path, "pkg", {"__init__.py": "", "short.py": "x = 1\n" * 10, "long.py": "x = 1\n" * 11})
+    assert [b.split(":")[0] for b in long_modules(*pkg, limit=10)] == ["pkg/long.py"]
 
 
 def test_cli_rule_detects_commands_importing_the_app(tmp_path):

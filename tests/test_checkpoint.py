@@ -9,7 +9,8 @@ from compress.data import ModelData
 from compress.common.errors import CompressError
 from compress.graph.flops import blocks_with_flops
 from compress.common.progress import Progress
-from compress.training.loop import FitConfig, fit, seed_everything
+from compress.training.config import FitConfig
+from compress.training.loop import fit, seed_everything
 
 SHAPE = (1, 8, 8)
 

@@ -52,18 +52,18 @@ def test_wrapped_block_drop_is_identity_and_keep_scaled():
     blocks = find_blocks(model, (1, 8, 8))
     x = paddle.randn([64, 8, 8, 8])
     sd = StochasticDepth(model, blocks).attach()
-    sd.rates[:] = 0.5
+    sd.set_rates(np.full(len(blocks), 0.5))
     model.train()
     block = model.stages[0][0]
     y = block(x).numpy()
     mask = sd.step_masks(64)[0]
     assert 0 < mask.sum() < 64
     np.testing.assert_allclose(y[~mask], x.numpy()[~mask])   # dropped samples pass straight through
-    sd.rates[:] = 0.0
+    sd.set_rates(np.zeros(len(blocks)))
     raw = block(x).numpy()                                     # rate 0: the block itself
     np.testing.assert_allclose(y[mask], x.numpy()[mask] + (raw[mask] - x.numpy()[mask]) / 0.5, rtol=1e-4, atol=1e-4)
     model.eval()                                               # eval: no drop even at rate 0.5
-    sd.rates[:] = 0.5
+    sd.set_rates(np.full(len(blocks), 0.5))
     np.testing.assert_array_equal(block(x).numpy(), block.forward(x).numpy())   # forward() bypasses hooks
     sd.detach()
     model.train()
@@ -83,7 +83,7 @@ def test_own_droppath_is_driven_with_one_mask_per_block():
     full = block(x).numpy()
     sd = StochasticDepth(model, blocks).attach()
     assert isinstance(block.drop_path, DropPath)          # the model's own layer is driven by compress
-    sd.rates[:] = 0.5
+    sd.set_rates(np.full(len(blocks), 0.5))
     model.train()
     for layer in model.sublayers():                       # no other randomness in this block
         assert not isinstance(layer, paddle.nn.Dropout)
@@ -125,7 +125,7 @@ def test_masks_drawn_together_and_probe_sums_match_direct_computation(own):
     blocks = find_blocks(model, shape)
     stats = SurvivalStats(len(blocks))
     sd = StochasticDepth(model, blocks, stats).attach()
-    sd.rates = np.linspace(0.2, 0.6, len(blocks))
+    sd.set_rates(np.linspace(0.2, 0.6, len(blocks)))
     seen, handles = _capture(model, blocks)
     model.train()
     expected_sum, expected_n = np.zeros(len(blocks)), np.zeros(len(blocks))

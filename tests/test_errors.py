@@ -2,7 +2,7 @@
 import pickle
 
 from compress.common.errors import EXIT_PARITY, CompressError
-from compress.training.loop import FitConfig
+from compress.training.config import FitConfig
 from compress_cli.app import flag
 
 

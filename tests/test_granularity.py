@@ -37,11 +37,11 @@ def test_each_branch_takes_its_own_mask():
     with switched_off(model, [surgery_unit(units[2])]):
         want = model(x).numpy()
     sd = StochasticDepth(model, units, SurvivalStats(len(units), [u.path for u in units])).attach()
-    sd.rates = np.array([0.0, 0.0, 0.5, 0.0])
+    sd.set_rates(np.array([0.0, 0.0, 0.5, 0.0]))
     model.train()
     got = model(x).numpy()
     masks = sd.step_masks(32)
-    sd.rates = np.array([0.5, 0.5, 0.0, 0.0])
+    sd.set_rates(np.array([0.5, 0.5, 0.0, 0.0]))
     model(x)
     both = sd.step_masks(32)
     sd.detach()
@@ -121,13 +121,13 @@ def test_removed_branches_are_named_in_the_plot_and_the_report(branchy, tmp_path
                                                                  if u["kind"] != "block")
     plot_stats(info, tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 0
-    from compress.measure.reporting import render_markdown
+    from compress.measure.rendering import render_markdown
     md = render_markdown({"models": [{"name": "p", "removed": labels}], "headline": "h"})
     assert "## Removed units" in md and labels[0] in md
 
 
 def test_a_block_level_sidecar_has_no_branch_keys(tmp_path):
-    from compress.training.loop import FitConfig
+    from compress.training.config import FitConfig
     from compress.workflows.train import train
     for g, keys in (("block", []), ("branch", ["granularity", "branches"])):
         train(tmp_path / f"{g}.pdparams", arch="vit_tiny", arch_kwargs={"depth": 2, "dim": 16},

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from compress.common.errors import CompressError
-from compress.measure.latency import Target, group_by_label, machine_info, measure_latency, percentiles_ms
+from compress.measure.latency import LatencyTarget, group_by_label, machine_info, measure_latency, percentiles_ms
 
 SHAPE = (1, 16, 16)
 STAT_KEYS = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean")
@@ -64,7 +64,7 @@ def test_stopping_rules(exports):
 
 def test_measure_latency_options_and_errors(exports):
     d = exports["small"][0]
-    recs = measure_latency([Target("off", "paddle", d, {"onednn": False}), ("on", "paddle", d),
+    recs = measure_latency([LatencyTarget("off", "paddle", d, {"onednn": False}), ("on", "paddle", d),
                             ("int8-like", "onnxruntime", d / "model.onnx")],
                            batch_sizes=(2,), min_runs=3, max_runs=3, input_shape=SHAPE)
     assert [r.get("onednn") for r in recs] == [False, True, None]
@@ -98,7 +98,8 @@ def test_machine_info():
 
 def test_measured_latency_feeds_the_report(exports, tmp_path):
     """End to end: measure two models, group by label, build and write the report."""
-    from compress.measure.reporting import build_report, write_report
+    from compress.measure.reporting import build_report
+    from compress.measure.rendering import write_report
 
     big, small = exports["big"][0], exports["small"][0]
     recs = measure_latency([("orig", "onnxruntime", big), ("keep0.5", "onnxruntime", small),

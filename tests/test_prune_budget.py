@@ -6,7 +6,7 @@ import pytest
 
 import compress
 from compress.common.errors import CompressError
-from compress.pruning.planning import Target, budget_removal
+from compress.pruning.planning import PruneTarget, budget_removal
 from helpers import invoke, one_line_error
 
 
@@ -25,9 +25,9 @@ def test_budget_rule_weighs_cost_against_flops():
     with pytest.raises(CompressError, match="out of reach.*0.400"):
         budget_removal(flops, costs, 100, 0.2)            # at least one unit stays: 100 - 40 - 10 - 10
     with pytest.raises(CompressError, match="give keep K"):
-        Target()
+        PruneTarget()
     with pytest.raises(CompressError, match="give one of keep, keep_flops or blocks, not keep and keep_flops"):
-        Target(keep=0.5, keep_flops=0.5)
+        PruneTarget(keep=0.5, keep_flops=0.5)
 
 
 @pytest.fixture()

@@ -7,7 +7,8 @@ import re
 import pytest
 
 from compress.common.errors import CompressError
-from compress.measure.reporting import ROW_KEYS, TABLE_COLUMNS, build_report, headline, render_table, write_report
+from compress.measure.reporting import ROW_KEYS, TABLE_COLUMNS, build_report, headline, render_table
+from compress.measure.rendering import write_report
 
 MACHINE = {"cpu": "Test CPU", "logical_cores": 2, "usable_cores": 2, "threads": 1, "os": "Linux", "python": "3.11",
            "versions": {"paddlepaddle": "3.3.1", "onnxruntime": "1.32.0", "paddle2onnx": "2.1.0",

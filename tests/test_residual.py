@@ -10,7 +10,7 @@ import pytest
 
 from compress.graph.blocks import discover_blocks
 from compress.common.errors import CompressError
-from compress.graph.residual import check_removal, outermost_blocks
+from compress.graph.residual import check_replacement, outermost_blocks
 from compress.graph.surgery import remove_blocks
 from compress.graph.tracing import probe_trace
 from helpers import paths, reasons
@@ -278,7 +278,7 @@ def test_surgery_all_blocks_at_once(factory):
     with paddle.no_grad():
         before = m(x).numpy()
     blocks = outermost_blocks(probe_trace(m, (3, 64, 64)))[0]
-    res = check_removal(m, (3, 64, 64), paths(blocks))
+    res = check_replacement(m, (3, 64, 64), paths(blocks))
     assert res.ok, res
     assert res.out_shape == [2, 1000]
     with paddle.no_grad():                 # restored: same layers, same output
@@ -294,7 +294,7 @@ def test_removed_block_equals_dropped_branch():
     net.eval()
     x = paddle.randn([2, 3, 8, 8])
     with paddle.no_grad():
-        res = check_removal(net, (3, 8, 8), ["block"])
+        res = check_replacement(net, (3, 8, 8), ["block"])
         assert res.ok, res
         removed = net.head(net.stem(x).mean([2, 3]))
         bn = net.block.f[1]

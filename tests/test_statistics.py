@@ -5,7 +5,8 @@ import numpy as np
 from compress.data import ModelData
 from compress.graph.blocks import find_blocks
 from compress.training.statistics import SurvivalStats
-from compress.training.loop import FitConfig, fit
+from compress.training.config import FitConfig
+from compress.training.loop import fit
 from tiny_models import TinyCNN
 
 

@@ -2,7 +2,9 @@ import numpy as np
 import paddle
 
 from compress.graph.blocks import find_blocks
-from compress.training.loop import DepthRun, FitConfig, make_optimizer, train_step
+from compress.training.config import FitConfig
+from compress.training.loop import DepthRun, train_step
+from compress.training.optimizer import make_optimizer
 from tiny_models import TinyCNN
 
 

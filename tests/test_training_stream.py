@@ -18,7 +18,9 @@ from PIL import Image
 from compress.data import DataOptions, ModelData, Preprocess
 from compress.common.errors import CompressError
 from compress.common.progress import Progress, Throughput
-from compress.training.loop import FitConfig, accuracy, fit
+from compress.training.config import FitConfig
+from compress.training.evaluate import accuracy
+from compress.training.loop import fit
 
 TINY = ["--arch", "tiny_models:TinyCNN", "--input-shape", "1,8,8"]
 

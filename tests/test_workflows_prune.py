@@ -55,7 +55,7 @@ def test_prune_heal_reload_and_reprune(trained, tmp_path):
     lineage = bundle.sidecar["lineage"][-1]
     assert lineage["parent"] == str(trained) and len(lineage["parent_sha256"]) == 64
     assert lineage["keep"] == 0.75 and lineage["criterion"] == "survival"
-    from compress.training.loop import accuracy
+    from compress.training.evaluate import accuracy
     from compress.data import ModelData
 
     ds = ModelData.of_model(bundle)
@@ -155,7 +155,7 @@ def test_two_process_healing_matches_one_process(tmp_path):
 def test_hidden_loss_is_zero_on_equal_states_and_scale_free():
     import paddle
 
-    from compress.training.loop import hidden_loss
+    from compress.training.distill import hidden_loss
 
     t = paddle.to_tensor(np.random.default_rng(0).normal(size=(4, 6)).astype("float32"))
     s = t + 0.5
@@ -184,7 +184,7 @@ def test_hidden_distillation_needs_a_classifier():
     import paddle.nn as nn
 
     from compress.common.errors import CompressError
-    from compress.training.loop import hidden_taps
+    from compress.training.distill import hidden_taps
 
     class NoHead(nn.Layer):  # its logits come from a pooling, no Linear/Conv gives them
         def forward(self, x):

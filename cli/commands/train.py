@@ -9,7 +9,7 @@ import typer
 from compress.data import DataOptions
 from compress.model.bundle import parse_input_shape, parse_kwargs
 from compress.training.schedules import SCHEDULES
-from compress.training.loop import FitConfig
+from compress.training.config import FitConfig
 from compress.workflows.train import train as train_model
 
 from ..output import emit_json, stdout

@@ -35,7 +35,7 @@ around one block) is a *composition* and is not a block: its parts are. Among th
 unit inside a block's branch (ConvNeXt-V2's GRN, ``gamma*(x*N(x)) + beta + x``) must not hide
 the block it belongs to.
 
-Finally a *surgery check* (:func:`check_removal`): all blocks replaced by ``nn.Identity`` at
+Finally a *replacement check* (:func:`check_replacement`): all blocks replaced by ``nn.Identity`` at
 once, the model must run, give the same output shape and never call an old block again (a
 block also held in a plain Python list would be); failing blocks are pinpointed one by one
 and rejected.
@@ -391,9 +391,9 @@ def follow_paths(fn, *args):
         sys.setrecursionlimit(limit)
 
 
-# ----------------------------------------------------------------------------- surgery check
+# ----------------------------------------------------------------------------- replacement check
 @dataclass
-class RemovalCheck:
+class ReplacementCheck:
     """What running the model with some layers replaced by ``nn.Identity`` gave."""
 
     ok: bool
@@ -402,7 +402,7 @@ class RemovalCheck:
     still_called: list = field(default_factory=list)
 
 
-def check_removal(model, input_shape, paths, reference_shape=None) -> RemovalCheck:
+def check_replacement(model, input_shape, paths, reference_shape=None) -> ReplacementCheck:
     """Replace every layer in ``paths`` by ``nn.Identity``, run the model once, restore it."""
     still: list[str] = []
     handles = []
@@ -418,7 +418,7 @@ def check_removal(model, input_shape, paths, reference_shape=None) -> RemovalChe
                            for p, layer in old.items()]
                 out = model(x)
     except Exception as e:  # noqa: BLE001 - reported to the caller
-        return RemovalCheck(False, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+        return ReplacementCheck(False, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
     finally:
         for h in handles:
             h.remove()
@@ -426,21 +426,21 @@ def check_removal(model, input_shape, paths, reference_shape=None) -> RemovalChe
             model.train()
     shape = list(out.shape) if isinstance(out, paddle.Tensor) else None
     if shape != list(reference_shape):
-        return RemovalCheck(False, f"output shape {shape} != {list(reference_shape)}", shape)
+        return ReplacementCheck(False, f"output shape {shape} != {list(reference_shape)}", shape)
     if still:
         called = sorted(set(still))
-        return RemovalCheck(False, "still called after replacement (held where compress cannot replace it: a closure, a bound method, a global): "
+        return ReplacementCheck(False, "still called after replacement (held where compress cannot replace it: a closure, a bound method, a global): "
                             + ", ".join(called), shape, called)
-    return RemovalCheck(True, out_shape=shape)
+    return ReplacementCheck(True, out_shape=shape)
 
 
 def surgery_check(model, input_shape, paths: list[str], reference_shape) -> tuple[list[str], list[Rejection]]:
     """(paths that can be removed, rejections for the others): all at once, else one by one."""
-    if not paths or check_removal(model, input_shape, paths, reference_shape).ok:
+    if not paths or check_replacement(model, input_shape, paths, reference_shape).ok:
         return list(paths), []
     good, bad = [], []
     for p in paths:
-        r = check_removal(model, input_shape, [p], reference_shape)
+        r = check_replacement(model, input_shape, [p], reference_shape)
         if r.ok:
             good.append(p)
         else:

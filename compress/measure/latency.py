@@ -44,7 +44,7 @@ REWARM = 5   # untimed runs that start each turn: a model switched back to needs
 
 
 @dataclass
-class Target:
+class LatencyTarget:
     """One model on one runtime: ``label`` names it in the results (e.g. the model's name)."""
 
     label: str
@@ -53,8 +53,8 @@ class Target:
     options: dict = field(default_factory=dict)
 
     @classmethod
-    def coerce(cls, t) -> "Target":
-        if isinstance(t, Target):
+    def coerce(cls, t) -> "LatencyTarget":
+        if isinstance(t, LatencyTarget):
             return t
         if isinstance(t, (tuple, list)) and len(t) in (3, 4):
             return cls(str(t[0]), str(t[1]), t[2], dict(t[3]) if len(t) == 4 else {})
@@ -115,8 +115,8 @@ def _input_for(shape, batch: int, seed: int) -> np.ndarray:
     return rng.standard_normal((batch, *shape), dtype=np.float32)
 
 
-def _check_targets(targets: Iterable) -> list[Target]:
-    targets = [Target.coerce(t) for t in targets]
+def _check_targets(targets: Iterable) -> list[LatencyTarget]:
+    targets = [LatencyTarget.coerce(t) for t in targets]
     if not targets:
         raise CompressError("nothing to benchmark: no targets given")
     keys = [(t.label, t.runtime) for t in targets]
@@ -125,8 +125,8 @@ def _check_targets(targets: Iterable) -> list[Target]:
     return targets
 
 
-def build_runners(targets: list[Target], threads: int, onednn: bool, input_shape,
-                  progress: Progress = NULL) -> list[tuple[Target, Runner, tuple]]:
+def build_runners(targets: list[LatencyTarget], threads: int, onednn: bool, input_shape,
+                  progress: Progress = NULL) -> list[tuple[LatencyTarget, Runner, tuple]]:
     """(target, runner, input shape C,H,W) for each target; the shape is ``input_shape`` or read from the file."""
     runners = []
     for t in targets:
@@ -220,7 +220,7 @@ def measure_latency(
 
     ``targets``: ``(label, runtime, export_dir)`` tuples (or with a 4th item, the
     runner's options, e.g. ``{"onnx_file": "model.int8.onnx"}`` or ``{"onednn": False}``),
-    or :class:`Target` objects. Labels must be unique per runtime.
+    or :class:`LatencyTarget` objects. Labels must be unique per runtime.
 
     For each batch size: ``warmup`` (at least 10) untimed runs of each target (in turn), then
     turns in round-robin: each turn gives one target ``rewarm`` untimed runs and then ``burst``
@@ -281,7 +281,7 @@ def measure_latency_isolated(targets: Iterable, progress: Progress = NULL, **kwa
     on or off, OpenMP spin-waiting off or on), which would bias every cross-runtime figure. Within
     a runtime the models are still timed in alternation.
     """
-    targets = [Target.coerce(t) for t in targets]
+    targets = [LatencyTarget.coerce(t) for t in targets]
     by_runtime: dict[str, list] = {}
     for t in targets:  # one process per engine: FP32 and INT8 ONNX models alternate in one process
         by_runtime.setdefault(engine(t.runtime), []).append(t)

@@ -1,7 +1,7 @@
 """The accuracy-vs-latency report: report.json, report.md, pareto.png, report.html.
 
 Input: one entry (a dict) per model. ``build_report`` compares every model with
-the original and returns the report; ``write_report`` writes its four files.
+the original and returns the report; :func:`compress.measure.rendering.write_report` writes its four files.
 
 Entry (input) schema — keys a caller provides per model::
 
@@ -56,17 +56,12 @@ that block removal does not touch. Non-finite numbers are written as null.
 """
 from __future__ import annotations
 
-import base64
 import copy
 import datetime as _dt
-import html
-import io
 import math
 import os
-from pathlib import Path
 
 from ..common.errors import CompressError
-from ..common.fileio import atomic_path, write_json
 from ..runtimes import runtime_label
 
 REPORT_FORMAT = "compress-report/1"
@@ -397,217 +392,8 @@ def render_table(report: dict) -> list[dict[str, str]]:
     return out
 
 
-# --------------------------------------------------------------------------- plot
-def _plot_rows(report: dict) -> dict[str, list[dict]]:
-    """Per runtime, the rows at batch 1 (or the runtime's smallest batch) and the smallest thread count."""
-    by_rt: dict[str, list[dict]] = {}
-    for r in report.get("rows") or []:
-        if r.get("latency_ms_p50") is not None:
-            by_rt.setdefault(r["runtime"], []).append(r)
-    out = {}
-    for rt, rows in by_rt.items():
-        batch = min(r["batch"] for r in rows)
-        threads = min((r["threads"] for r in rows if r["threads"] is not None), default=None)
-        out[rt] = [r for r in rows if r["batch"] == batch and r["threads"] == threads]
-    return out
-
-
 def keep_label(m: dict) -> str:
     """The keep column: ``F0.52`` (FLOPs ratio) for a model pruned to a FLOPs budget, else its keep ratio."""
     if m.get("keep_flops") is not None:
         return f"F{m['keep_flops']:.2f}"
     return _f(m.get("keep"), "g")
-
-
-def _point_label(r: dict) -> str:
-    if r.get("keep") is None:
-        return str(r["model"])
-    return "orig" if r["keep"] == 1 and not r.get("parent") else keep_label(r)
-
-
-def plot_pareto(report: dict) -> bytes:
-    """PNG bytes: accuracy (%) vs p50 latency (ms) per runtime; latency ratio vs FLOPs ratio beside it."""
-    # optional heavy: only the plot needs matplotlib (the object API, no pyplot state, no display)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4.6))
-    FigureCanvasAgg(fig)
-    a1, a2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1]})
-    groups = _plot_rows(report)
-    markers = "osD^vP*X"
-    batches = sorted({rows[0]["batch"] for rows in groups.values() if rows})
-    for i, (rt, rows) in enumerate(sorted(groups.items())):
-        pts = sorted((r for r in rows if r["accuracy"] is not None), key=lambda r: -(r["keep"] or 0))
-        label = runtime_label(rt)
-        if pts:
-            x = [r["latency_ms_p50"] for r in pts]
-            y = [r["accuracy"] * 100 for r in pts]
-            line, = a1.plot(x, y, marker=markers[i % len(markers)], label=label)
-            for r, xi, yi in zip(pts, x, y):
-                a1.annotate(_point_label(r), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8,
-                            color=line.get_color())
-        ratio = sorted((r for r in rows if r["latency_ratio"] is not None and r["flops_ratio"] is not None),
-                       key=lambda r: r["flops_ratio"])
-        if ratio:
-            a2.plot([r["flops_ratio"] for r in ratio], [r["latency_ratio"] for r in ratio],
-                    marker=markers[i % len(markers)], label=label)
-    batch_txt = "batch " + ", ".join(str(b) for b in batches) if batches else "no latency measured"
-    a1.set_xlabel("p50 latency (ms)")
-    a1.set_ylabel("test accuracy (%)")
-    a1.set_title(f"accuracy vs latency ({batch_txt}; labels: keep ratio)", fontsize=10)
-    a1.grid(alpha=0.3)
-    a1.margins(x=0.12, y=0.08)
-    if not groups:
-        a1.text(0.5, 0.5, "no latency measured", ha="center", va="center", transform=a1.transAxes)
-    if a1.get_legend_handles_labels()[0]:
-        a1.legend(fontsize=8)
-    a2.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="ideal (latency ∝ FLOPs)")
-    a2.set_xlim(0, 1.05)
-    a2.set_ylim(0, max([1.05] + [r["latency_ratio"] * 1.05 for rows in groups.values() for r in rows
-                                 if r["latency_ratio"] is not None]))
-    a2.set_xlabel("FLOPs ratio (model / original)")
-    a2.set_ylabel("latency ratio (p50 model / original)")
-    a2.set_title("latency vs FLOPs removed", fontsize=10)
-    a2.grid(alpha=0.3)
-    a2.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
-
-
-# --------------------------------------------------------------------------- markdown & html
-def _machine_lines(machine: dict) -> list[tuple[str, str]]:
-    if not machine:
-        return []
-    versions = machine.get("versions") or {}
-    lines = [("CPU", str(machine.get("cpu", "?"))),
-             ("cores", f"{machine.get('logical_cores', '?')} logical, {machine.get('usable_cores', '?')} usable"),
-             ("threads used", str(machine.get("threads", "?"))),
-             ("OS", str(machine.get("os", "?"))),
-             ("Python", str(machine.get("python", "?")))]
-    if machine.get("cpu_flags"):
-        lines.append(("CPU features", " ".join(machine["cpu_flags"])))
-    if "cpu_int8_dot" in machine:
-        lines.append(("8-bit dot product", str(machine["cpu_int8_dot"] or "none (INT8 is often slower than FP32)")))
-    lines += [(name, str(v)) for name, v in versions.items() if v is not None]
-    return lines
-
-
-def _files(report: dict) -> list[tuple[str, str, str]]:
-    out = []
-    for m in report.get("models") or []:
-        for f, size in (m.get("file_sizes") or {}).items():
-            out.append((m["name"], f, _si(size, "B")))
-    return out
-
-
-def _removed(report: dict) -> list[tuple[str, str]]:
-    """(model, the units it lost, named: ``attn at depth 3``, block paths) for every pruned model."""
-    return [(m["name"], ", ".join(map(str, m["removed"]))) for m in report.get("models") or [] if m.get("removed")]
-
-
-def _md_escape(s: str) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(report: dict) -> str:
-    table = render_table(report)
-    lines = ["# compress report", "", f"**{report.get('headline')}**", ""]
-    if report.get("baseline"):
-        lines += [f"Baseline (marked *): `{report['baseline']}`.", ""]
-    lines += ["## Results", ""]
-    if table:
-        cols = list(table[0])
-        lines.append("| " + " | ".join(cols) + " |")
-        lines.append("|" + "|".join("---" if c in ("model", "runtime") else "---:" for c in cols) + "|")
-        for row in table:
-            lines.append("| " + " | ".join(_md_escape(row[c]) for c in cols) + " |")
-    lines += ["", "![accuracy vs latency](pareto.png)", ""]
-    removed = _removed(report)
-    if removed:
-        lines += ["## Removed units", "", "| model | removed |", "|---|---|"]
-        lines += [f"| {_md_escape(a)} | {_md_escape(b)} |" for a, b in removed]
-        lines.append("")
-    files = _files(report)
-    if files:
-        lines += ["## Files", "", "| model | file | size |", "|---|---|---:|"]
-        lines += [f"| {_md_escape(a)} | {_md_escape(b)} | {c} |" for a, b, c in files]
-        lines.append("")
-    machine = _machine_lines(report.get("machine") or {})
-    if machine:
-        lines += ["## Machine and versions", "", "| | |", "|---|---|"]
-        lines += [f"| {_md_escape(k)} | {_md_escape(v)} |" for k, v in machine]
-        lines.append("")
-    lines += ["## Notes", ""] + [f"- {n}" for n in report.get("notes") or []]
-    lines += ["", f"_Generated {report.get('created')} ({report.get('format')})._", ""]
-    return "\n".join(lines)
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1400px}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}
-th,td{border:1px solid #ccc;padding:3px 8px}th{background:#f2f2f2}td.n{text-align:right;font-variant-numeric:tabular-nums}
-tr.base td{background:#fbf7e6}.headline{font-size:1.2em;font-weight:600}img{max-width:100%}
-"""
-
-
-def render_html(report: dict, png: bytes | None = None) -> str:
-    """A self-contained page: table, plot (embedded as a base64 data URI), machine, notes."""
-    e = html.escape
-    table = render_table(report)
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             "<title>compress report</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>compress report</h1>", f'<p class="headline">{e(str(report.get("headline")))}</p>']
-    if report.get("baseline"):
-        parts.append(f"<p>Baseline (marked *): <code>{e(report['baseline'])}</code>.</p>")
-    if table:
-        cols = list(table[0])
-        parts.append("<table><thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr></thead><tbody>")
-        for row in table:
-            cls = ' class="base"' if row["model"].endswith(" *") else ""
-            cells = "".join(f'<td{"" if c in ("model", "runtime") else " class=n"}>{e(row[c])}</td>' for c in cols)
-            parts.append(f"<tr{cls}>{cells}</tr>")
-        parts.append("</tbody></table>")
-    if png:
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(f'<p><img alt="accuracy vs latency" src="data:image/png;base64,{data}"></p>')
-    removed = _removed(report)
-    if removed:
-        parts.append("<h2>Removed units</h2><table><tr><th>model</th><th>removed</th></tr>")
-        parts += [f"<tr><td>{e(a)}</td><td>{e(b)}</td></tr>" for a, b in removed]
-        parts.append("</table>")
-    files = _files(report)
-    if files:
-        parts.append("<h2>Files</h2><table><tr><th>model</th><th>file</th><th>size</th></tr>")
-        parts += [f"<tr><td>{e(a)}</td><td>{e(b)}</td><td class=n>{e(c)}</td></tr>" for a, b, c in files]
-        parts.append("</table>")
-    machine = _machine_lines(report.get("machine") or {})
-    if machine:
-        parts.append("<h2>Machine and versions</h2><table>")
-        parts += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in machine]
-        parts.append("</table>")
-    parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report.get("notes") or []) + "</ul>")
-    parts.append(f"<p><small>Generated {e(str(report.get('created')))} ({e(str(report.get('format')))}).</small></p>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def write_report(report: dict, out_dir) -> dict[str, Path]:
-    """Write report.json, report.md, pareto.png and report.html into ``out_dir``, each atomically."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise CompressError(f"{out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    png = plot_pareto(report)
-    paths = {"json": out / "report.json", "md": out / "report.md", "png": out / "pareto.png",
-             "html": out / "report.html"}
-    write_json(paths["json"], _clean(report))
-    with atomic_path(paths["png"]) as tmp:
-        tmp.write_bytes(png)
-    with atomic_path(paths["md"]) as tmp:
-        tmp.write_text(render_markdown(report), encoding="utf-8")
-    with atomic_path(paths["html"]) as tmp:
-        tmp.write_text(render_html(report, png), encoding="utf-8")
-    return paths

@@ -38,7 +38,7 @@ from ..common.errors import CompressError
 
 
 @dataclass
-class Target:
+class PruneTarget:
     """How much to remove: exactly one of ``keep`` (share of the blocks kept, in (0, 1]), ``keep_flops``
     (share of the FLOPs kept at most, in (0, 1]) or ``blocks`` (explicit block indices).
     Validates itself on construction (errors name the parameter)."""

@@ -2,9 +2,10 @@
 
 One loop serves ``compress train`` (from scratch or from weights) and, with a
 teacher, healing after pruning. :func:`fit` composes named steps: the optimizer
-(:func:`make_optimizer`), stochastic depth driven by a schedule (:class:`DepthRun`),
-one optimisation step (:func:`train_step`, with :func:`distillation_loss` when there
-is a teacher), and keep-best with early stopping (:class:`KeepBest`).
+(:func:`compress.training.optimizer.make_optimizer`), stochastic depth driven by a schedule
+(:class:`DepthRun`), one optimisation step (:func:`train_step`, with
+:func:`compress.training.distill.distillation_loss` when there is a teacher), and keep-best with early
+stopping (:class:`KeepBest`).
 """
 from __future__ import annotations
 
@@ -12,20 +13,21 @@ import functools
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from ..graph.branches import check_granularity
+from ..common.errors import CompressError
+from ..common.progress import NULL, Progress
 from .checkpoint import Checkpointing, open_checkpoint, state_digest
+from .config import FitConfig, FitResult
+from .distill import distillation_loss, hidden_loss, hidden_taps
 from .distributed import all_reduce_sum, gather_rows, part
 from .droppath import StochasticDepth
-from ..common.errors import CompressError
-from ..common.layers import get_sublayer
-from ..model.pretrained import find_classifier
-from ..common.progress import NULL, Progress
+from .evaluate import EVAL_BATCH, loader_accuracy, model_runner
+from .optimizer import load_optimizer_arrays, make_optimizer, optimizer_arrays
 from .schedules import make_schedule
 from .statistics import SurvivalStats, increments
 
@@ -40,139 +42,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's randomness (DropPath masks, dropout): a function of (seed, epoch) only, so a
     run resumed at an epoch draws what the uninterrupted run drew there (no generator state to save)."""
     return int(np.random.SeedSequence([seed, epoch, 0x5EED]).generate_state(1)[0])
-
-
-def loader_accuracy(run, loader) -> float:
-    """Accuracy of ``run`` (a batch of images, a paddle tensor -> logits) over one pass of an evaluation loader."""
-    right = total = 0
-    for x, y in loader:
-        logits = run(x)
-        right += int((np.asarray(logits).argmax(1) == y.numpy()).sum())
-        total += len(y)
-    return right / total if total else math.nan
-
-
-def model_runner(model):
-    """``model`` as a ``run`` for :func:`loader_accuracy`: eval mode, no gradients, numpy logits."""
-    def run(x):
-        model.eval()
-        with paddle.no_grad():
-            return model(x).numpy()
-    return run
-
-
-def split_accuracy(run, data, split: str, batch_size: int = 256) -> float:
-    """Accuracy of ``run`` on a split of ``data`` (a ``compress.data.ModelData``), streamed in batches through
-    the model's evaluation preprocessing; ``run`` maps a batch (a paddle tensor) to logits."""
-    if data.size(split) == 0:
-        return math.nan
-    loader = data.loader(split, batch_size)
-    try:
-        return loader_accuracy(run, loader)
-    finally:
-        loader.close()
-
-
-def accuracy(model, data, split: str = "test", batch_size: int = 256) -> float:
-    """A dygraph model's accuracy on a split of ``data`` (streamed)."""
-    return split_accuracy(model_runner(model), data, split, batch_size)
-
-
-@dataclass
-class FitConfig:
-    """How to train; validates itself on construction (errors name the parameter)."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    seed: int = 0
-    drop_path_rate: float = 0.0
-    schedule: str = "uniform"
-    target_keep: float | None = None
-    warmup_epochs: int | None = None
-    max_rate: float = 0.7       # adaptive with a target: final drop rate of the targeted blocks
-    label_smoothing: float = 0.0
-    # healing: distillation from a teacher's logits
-    alpha: float = 0.5          # weight of the KD term
-    temperature: float = 2.0
-    hidden_weight: float = 0.0  # with a teacher: weight (inside alpha) of the MSE on the classifier's input
-    patience: int | None = None  # early stopping on val accuracy; None = run all epochs
-    keep_best: bool = False
-    granularity: str = "block"   # the units DropPath drives: whole blocks, or branches (compress.graph.branches)
-
-    def __post_init__(self):
-        finite = math.isfinite(self.lr) and math.isfinite(self.weight_decay)
-        if self.epochs < 0 or self.batch_size < 1 or not (finite and self.lr > 0 and self.weight_decay >= 0):
-            raise CompressError("`epochs` must be >= 0, `batch_size` >= 1, `lr` > 0 and `weight_decay` >= 0 (finite)",
-                                param=("epochs", "batch_size", "lr", "weight_decay"))
-        if check_granularity(self.granularity) is None:
-            raise CompressError("`granularity` must be one of block, branch", param="granularity")
-        if not (math.isfinite(self.hidden_weight) and self.hidden_weight >= 0):
-            raise CompressError("`hidden_weight` must be a finite number >= 0", param="hidden_weight")
-        # the schedule checks its own options: schedule, drop_path_rate, target_keep, max_rate
-        make_schedule(self.schedule, 1, self.drop_path_rate, target_keep=self.target_keep,
-                      warmup=self.warmup_epochs, max_rate=self.max_rate)
-
-
-@dataclass
-class FitResult:
-    history: list = field(default_factory=list)
-    stats: SurvivalStats | None = None
-    schedule: dict | None = None
-    best_epoch: int | None = None
-    seconds: float = 0.0
-
-
-def make_optimizer(model, config: FitConfig, steps_per_epoch: int):
-    """AdamW under a one-cycle learning rate over all steps; returns (optimizer, scheduler or None)."""
-    if config.epochs <= 0:
-        return paddle.optimizer.AdamW(learning_rate=config.lr, parameters=model.parameters(),
-                                      weight_decay=config.weight_decay), None
-    sched = paddle.optimizer.lr.OneCycleLR(max_learning_rate=config.lr, total_steps=steps_per_epoch * config.epochs,
-                                           phase_pct=0.1)
-    return paddle.optimizer.AdamW(learning_rate=sched, parameters=model.parameters(),
-                                  weight_decay=config.weight_decay), sched
-
-
-def distillation_loss(logits, teacher_logits, temperature: float, scale: float = 1.0):
-    """Knowledge distillation: KL(teacher || student) on temperature-scaled logits, summed over
-    the batch, times ``scale`` and T^2 (which keeps its gradients comparable across temperatures)."""
-    return F.kl_div(F.log_softmax(logits / temperature, axis=-1), F.softmax(teacher_logits / temperature, axis=-1),
-                    reduction="sum") * scale * temperature * temperature
-
-
-def hidden_loss(hidden, teacher_hidden, scale: float = 1.0):
-    """Hidden-state distillation: per sample, the mean squared difference between the student's and the
-    teacher's final hidden state (the classifier's input), relative to the teacher's mean square over the
-    batch (so its size does not depend on the features' scale); summed over the batch, times ``scale``."""
-    s, t = hidden.reshape([hidden.shape[0], -1]), teacher_hidden.reshape([teacher_hidden.shape[0], -1])
-    return ((s - t) ** 2).mean(axis=1).sum() * scale / ((t ** 2).mean() + 1e-12)
-
-
-class HiddenTap:
-    """Captures the input of a model's classifier (its final hidden state) on every forward pass."""
-
-    def __init__(self, model, path: str):
-        self.value = None
-        self.handle = get_sublayer(model, path).register_forward_pre_hook(self._hook)
-
-    def _hook(self, _layer, inputs):
-        self.value = inputs[0]
-
-    def remove(self) -> None:
-        self.handle.remove()
-
-
-def hidden_taps(model, teacher, input_shape, num_classes: int) -> tuple[HiddenTap, HiddenTap]:
-    """(student tap, teacher tap) on the classifier each model has (found by probing, see
-    :func:`compress.model.pretrained.find_classifier`); refused when either has none."""
-    paths = [find_classifier(m, input_shape, num_classes) for m in (model, teacher)]
-    if None in paths:
-        raise CompressError("hidden-state distillation needs a classifier layer (a Linear or Conv giving the "
-                            "logits) in the student and the teacher; none was found: distil the logits only",
-                            param="hidden_weight")
-    return HiddenTap(model, paths[0]), HiddenTap(teacher, paths[1])
 
 
 def as_tensor(a):
@@ -227,28 +96,28 @@ class DepthRun:
                                       max_rate=config.max_rate)
         self.stats = SurvivalStats(len(blocks), [b.path for b in blocks])
         self.window = SurvivalStats(len(blocks), [b.path for b in blocks])
-        self.sd = StochasticDepth(model, blocks, self.stats, residual_ratio).attach()
+        reduce = functools.partial(all_reduce_sum, world_size=world_size) if world_size > 1 else None
+        self.sd = StochasticDepth(model, blocks, self.stats, residual_ratio, reduce=reduce).attach()
         self.world = world_size
-        if world_size > 1:
-            self.sd.reduce = functools.partial(all_reduce_sum, world_size=world_size)
 
     def step(self, global_size: int, rank: int) -> None:
         """The next step's global batch size, of which this process (``rank``) has its part."""
-        self.sd.global_batch = (global_size, *part(global_size, (rank, self.world)))
+        self.sd.set_step(global_size, *part(global_size, (rank, self.world)))
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         self.sd.flush()  # the residual-ratio sums kept on the device: one copy per epoch
-        self.sd.rates = self.schedule.rates(epoch, epochs, self.window)
+        self.sd.set_rates(self.schedule.rates(epoch, epochs, self.window))
         self.window.decay(0.5)
 
     def record(self, batch: int, per_sample) -> None:
         """A step's per-sample losses (an array, or a tensor: then copied to the host here)."""
         losses = per_sample.numpy() if isinstance(per_sample, paddle.Tensor) else np.asarray(per_sample)
-        if self.sd.global_batch is None:
+        size = self.sd.masks.global_size
+        if size is None:
             masks = self.sd.step_masks(batch)
         else:  # the global batch's masks and losses (gathered from every rank)
-            masks = self.sd.global_masks(self.sd.global_batch[0])
-            losses = gather_rows(losses, self.sd.global_batch[0], self.world)
+            masks = self.sd.global_masks(size)
+            losses = gather_rows(losses, size, self.world)
         inc = increments(masks, losses.astype(np.float64))
         self.stats.add(inc)
         self.window.add(inc)
@@ -315,44 +184,6 @@ class KeepBest:
     def load_state(self, arrays: dict, meta: dict) -> None:
         self.best_acc, self.best_epoch, self.bad_epochs = meta["best_acc"], meta["best_epoch"], meta["bad_epochs"]
         self.best_state = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")} if meta["has_state"] else None
-
-
-def _param_names(model) -> list[tuple[str, str]]:
-    """(state-dict key, Paddle's parameter name), longest names first (the optimizer's keys start with them)."""
-    pairs = [(k, v.name) for k, v in model.state_dict().items()]
-    return sorted(pairs, key=lambda p: -len(p[1]))
-
-
-def optimizer_arrays(model, opt) -> tuple[dict, dict]:
-    """The optimizer's state keyed by the model's state-dict names (``opt/KEY/moment1_0``; Paddle keys it by
-    parameter names, which depend on how many layers the process built before), and the scheduler's."""
-    arrays, sched = {}, None
-    names = _param_names(model)
-    for key, v in opt.state_dict().items():
-        if key == "LR_Scheduler":
-            sched = v
-            continue
-        own = next(((k, n) for k, n in names if key.startswith(n + "_")), None)
-        if own is None:
-            raise CompressError(f"optimizer state {key!r} belongs to no parameter of the model")
-        arrays[f"opt/{own[0]}/{key[len(own[1]) + 1:]}"] = v.numpy()
-    return arrays, {"scheduler": sched}
-
-
-def load_optimizer_arrays(model, opt, arrays: dict, meta: dict) -> None:
-    """Put back what :func:`optimizer_arrays` gave, under this process's parameter names."""
-    names = dict(_param_names(model))
-    state = {}
-    for key, v in arrays.items():
-        if key.startswith("opt/"):
-            own, _, acc = key[4:].rpartition("/")
-            state[f"{names[own]}_{acc}"] = paddle.to_tensor(v)
-    if meta.get("scheduler") is not None:
-        state["LR_Scheduler"] = meta["scheduler"]
-    opt.set_state_dict(state)
-
-
-EVAL_BATCH = 256
 
 
 def check_finite(loss: float, epoch: int, step: int, steps: int) -> None:

@@ -29,12 +29,14 @@ from ..common.fileio import owned, sha256
 from ..common.layers import count_params
 from ..model.bundle import ModelBundle, check_num_classes, load_model, save_model
 from ..model.paths import Output, check_outputs, check_room, data_inputs, model_inputs, model_outputs
-from ..pruning.planning import Target, flops_budget
+from ..pruning.planning import PruneTarget, flops_budget
 from ..common.progress import NULL, Progress
 from ..training.schedules import n_keep
 from ..model.sidecar import Sidecar
 from ..graph.surgery import SELF_CHECK_IMAGES, RemovalCheck, Unit, check_removal, remove_blocks, remove_branches
-from ..training.loop import FitConfig, accuracy, fit
+from ..training.config import FitConfig
+from ..training.evaluate import accuracy
+from ..training.loop import fit
 from ..model.weights import check_weights_path
 
 
@@ -188,7 +190,7 @@ def _criterion_context(bundle: ModelBundle, found: list, data, seed: int, granul
                    input_shape=bundle.input_shape, data=data, seed=seed)
 
 
-def _removal(target: Target, criterion: str, ctx: Context, total: int) -> tuple[list[int], str]:
+def _removal(target: PruneTarget, criterion: str, ctx: Context, total: int) -> tuple[list[int], str]:
     """(indices of the blocks to remove, the criterion named in the plan) for ``target``."""
     n = len(ctx.blocks)
     if target.blocks is not None:
@@ -223,7 +225,7 @@ def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERIO
     The blocks are found as the model's sidecar says (``blocks_from``: by path pattern, else by skip
     connection).
     """
-    target = Target(keep, keep_flops, blocks)
+    target = PruneTarget(keep, keep_flops, blocks)
     granularity = check_granularity(granularity) or bundle.sidecar.granularity or "block"
     pattern = bundle.sidecar.blocks_from
     found, _, total = units_with_flops(bundle.model, bundle.input_shape, pattern, granularity)
@@ -399,7 +401,7 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
     is written); ``resume`` goes on from there, ``resume=None`` if there is one of this run (see
     :mod:`compress.training.checkpoint`).
     """
-    Target(keep, keep_flops, blocks)  # refuse a bad target before any work
+    PruneTarget(keep, keep_flops, blocks)  # refuse a bad target before any work
     check_granularity(granularity)
     heal = heal or HealConfig()
     model_path = check_weights_path(model_path)

@@ -22,10 +22,11 @@ from ..measure.latency import group_by_label, machine_info, measure_latency_isol
 from ..model.bundle import load_model
 from ..model.paths import Output, check_outputs, data_inputs, model_inputs
 from ..common.progress import NULL, Progress
-from ..measure.reporting import build_report, write_report
+from ..measure.reporting import build_report
+from ..measure.rendering import write_report
 from ..runtimes import INT8_RUNTIMES, make_runner
 from ..runtimes.layout import EXPORT_JSON
-from ..training.loop import accuracy, split_accuracy
+from ..training.evaluate import accuracy, split_accuracy
 from ..export.verify import check_export, verify_export
 
 REPORT_FILES = ("report.json", "report.md", "report.html", "pareto.png")  # what reporting.write_report writes

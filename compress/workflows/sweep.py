@@ -20,7 +20,7 @@ from ..common.progress import NULL, Progress
 from ..model.paths import Output, check_outputs, data_inputs, model_inputs, model_outputs, same_file
 from ..model.sidecar import read_sidecar
 from ..model.storage import copy_model_files
-from ..training.loop import FitConfig
+from ..training.config import FitConfig
 from ..model.weights import check_weights_path
 from .prune import HealConfig, default_out, prune
 from .report import ensure_export, report, report_outputs

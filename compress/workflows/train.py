@@ -18,7 +18,9 @@ from ..model.paths import check_outputs, check_room, data_inputs, model_inputs, 
 from ..model.pretrained import Pretrained, load_pretrained, read_pretrained
 from ..common.progress import NULL, Progress
 from ..model.sidecar import Sidecar, read_sidecar
-from ..training.loop import FitConfig, FitResult, accuracy, fit, seed_everything
+from ..training.config import FitConfig, FitResult
+from ..training.evaluate import accuracy
+from ..training.loop import fit, seed_everything
 from ..model.weights import check_weights_path
 
 @dataclass
