@@ -54,7 +54,7 @@ def run(arch: str, data: str, epochs: int, seed: int) -> dict:
     log = EpochLog()
     with tempfile.TemporaryDirectory() as tmp:
         sc = train(Path(tmp) / "m.pdparams", arch=arch, arch_kwargs=ARCH_KWARGS[arch], data=data,
-                   input_shape=INPUT_SHAPE, config=FitConfig(epochs=epochs, seed=seed), progress=log)
+                   input_shape=INPUT_SHAPE, config=FitConfig(epochs=epochs, seed=seed, drop_path_rate=0.0), progress=log)
     return {"arch": arch, "arch_kwargs": ARCH_KWARGS[arch], "data": data, "epochs": epochs, "seed": seed,
             "test_accuracy": sc.metrics["test_accuracy"], "val_accuracy": sc.metrics["val_accuracy"],
             "seconds": round(time.time() - log.t0, 1), "epoch_log": log.lines}

@@ -1,12 +1,24 @@
-"""Flags several commands share, and how they map to the library's typed configs."""
+"""Flags several commands share, and how they map to the library's typed configs.
+
+Every default a flag shows is read from the library: a config dataclass's field (``FitConfig.lr``) or, for
+a plain keyword argument, the library function's own default (:func:`library_default`).
+"""
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
 import typer
 
 from compress.export import ExportOptions
-from compress.export.parity import DEFAULT_ATOL, DEFAULT_MIN_AGREEMENT, DEFAULT_RTOL
+
+def library_default(function, name: str):
+    """The default of ``function``'s keyword argument ``name``: the one home of a flag's default."""
+    default = inspect.signature(function).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{function.__qualname__}({name}) has no default")
+    return default
+
 
 BLOCKS_FROM_HELP = ("Pick the blocks by path instead of by skip connection: a glob ('features.*': direct "
                     "children; '**' crosses levels) or a regex ('re:blocks\\.\\d+'). Recorded in the sidecar.")
@@ -14,12 +26,12 @@ BLOCKS_FROM_HELP = ("Pick the blocks by path instead of by skip connection: a gl
 GRANULARITY_HELP = ("Units of DropPath and removal: block (whole residual blocks) or branch (each DropPath call of a "
                     "block's own DropPath: attention and MLP apart; blocks without their own DropPath stay whole).")
 
-ATOL = typer.Option(DEFAULT_ATOL, help="Parity: absolute tolerance on logits (|out - ref| <= atol + rtol * |ref|, "
+ATOL = typer.Option(ExportOptions.atol, help="Parity: absolute tolerance on logits (|out - ref| <= atol + rtol * |ref|, "
                                        "|ref| the largest |logit| of the image).")
-RTOL = typer.Option(DEFAULT_RTOL, help="Parity: tolerance relative to the logits' magnitude.")
-MIN_ARGMAX = typer.Option(DEFAULT_MIN_AGREEMENT * 100, "--min-argmax-agreement",
+RTOL = typer.Option(ExportOptions.rtol, help="Parity: tolerance relative to the logits' magnitude.")
+MIN_ARGMAX = typer.Option(ExportOptions.min_argmax_agreement * 100, "--min-argmax-agreement",
                           help="Parity: % of test images whose top-1 class must match the source model's.")
-MIN_TOP5 = typer.Option(DEFAULT_MIN_AGREEMENT * 100, "--min-top5-agreement",
+MIN_TOP5 = typer.Option(ExportOptions.min_top5_agreement * 100, "--min-top5-agreement",
                         help="Parity: mean % overlap of the top-5 classes with the source model's.")
 INT8 = typer.Option(False, "--int8", help="Also build INT8 models (ONNX Runtime schemes; PaddleSlim for the Paddle "
                                           "formats), measure them on this CPU and keep the fastest one within "
@@ -28,17 +40,17 @@ INT8_FORCE = typer.Option(False, "--int8-force", help="As --int8, but keep the f
                                                       "it is not faster than FP32.")
 INT8_SCHEMES = typer.Option(None, "--int8-schemes", help="Only these INT8 candidates (comma-separated; default: "
                                                          "all that apply).")
-INT8_SECONDS = typer.Option(8.0, "--int8-seconds", help="INT8: time budget for timing the candidates against FP32 "
+INT8_SECONDS = typer.Option(ExportOptions.int8_seconds, "--int8-seconds", help="INT8: time budget for timing the candidates against FP32 "
                                                          "(at least 20 runs each).")
-MAX_ACC_DROP = typer.Option(1.0, help="INT8: largest allowed test-accuracy drop against FP32, in points.")
+MAX_ACC_DROP = typer.Option(ExportOptions.max_acc_drop * 100, help="INT8: largest allowed test-accuracy drop against FP32, in points.")
 CALIB_DATA = typer.Option(None, help="Calibration images for INT8: 'digits', an image folder or an .npz "
                                      "(default: the model's own training images).")
 
 
 def export_options(*, atol: float, rtol: float, min_argmax_agreement: float, min_top5_agreement: float,
                    int8: bool = False, int8_force: bool = False, int8_schemes: Optional[str] = None,
-                   int8_seconds: float = 8.0,
-                   max_acc_drop: float = 1.0, calib_data: Optional[str] = None, **kwargs) -> ExportOptions:
+                   int8_seconds: float = ExportOptions.int8_seconds,
+                   max_acc_drop: float = ExportOptions.max_acc_drop * 100, calib_data: Optional[str] = None, **kwargs) -> ExportOptions:
     """The shared export flags (percentages and points as typed on the command line) as ExportOptions."""
     return ExportOptions(atol=atol, rtol=rtol, min_argmax_agreement=min_argmax_agreement / 100.0,
                          min_top5_agreement=min_top5_agreement / 100.0,

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from compress.workflows.ablate import ablate as ablate_model
 
-from ..options import GRANULARITY_HELP
+from ..options import GRANULARITY_HELP, library_default
 from ..output import emit_json, fmt, stdout
 from ..progress import RichProgress
 
@@ -23,7 +23,7 @@ def ablate(
     max_images: Optional[int] = typer.Option(None, "--max-images", help="At most this many images of the split "
                                              "(default: all)."),
     granularity: Optional[str] = typer.Option(None, help=GRANULARITY_HELP + " Default: the model's (as trained)."),
-    batch_size: int = typer.Option(256, help="Evaluation batch size."),
+    batch_size: int = typer.Option(library_default(ablate_model, "batch_size"), help="Evaluation batch size."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the result as JSON."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):

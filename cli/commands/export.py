@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from compress.export import DEFAULT_FORMATS, DEFAULT_OPSET, EXPORTERS, FORMATS, MAX_OPSET, MIN_OPSET, export_model
+from compress.export import EXPORTERS, FORMATS, MAX_OPSET, MIN_OPSET, ExportOptions, export_model
 
 from ..options import (ATOL, CALIB_DATA, INT8, INT8_FORCE, INT8_SCHEMES, INT8_SECONDS, MAX_ACC_DROP, MIN_ARGMAX,
                        MIN_TOP5, RTOL, export_options)
@@ -25,19 +25,19 @@ def _size(n: int) -> str:
 def export(
     model: Path = typer.Argument(..., help="A .pdparams/.safetensors model written by compress (with its sidecar)."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to create (must not exist, or be empty)."),
-    fmt: str = typer.Option(",".join(DEFAULT_FORMATS), "--format",
+    fmt: str = typer.Option(",".join(ExportOptions.formats), "--format",
                             help="Comma-separated formats: " + "; ".join(f"{k}: {EXPORTERS[k].description}"
                                                                           for k in FORMATS) + "."),
-    opset: int = typer.Option(DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}."),
-    batch: str = typer.Option("dynamic", help="'dynamic' or a fixed batch size N."),
+    opset: int = typer.Option(ExportOptions.opset, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}."),
+    batch: str = typer.Option(ExportOptions.batch, help="'dynamic' or a fixed batch size N."),
     int8: bool = INT8, int8_force: bool = INT8_FORCE, int8_schemes: Optional[str] = INT8_SCHEMES,
     int8_seconds: float = INT8_SECONDS,
     calib_data: Optional[str] = CALIB_DATA, max_acc_drop: float = MAX_ACC_DROP,
     atol: float = ATOL, rtol: float = RTOL, min_argmax_agreement: float = MIN_ARGMAX,
     min_top5_agreement: float = MIN_TOP5,
-    parity_images: str = typer.Option("auto", help="Test images every runtime is verified on: 'auto' (256, fewer "
+    parity_images: str = typer.Option(ExportOptions.parity_images, help="Test images every runtime is verified on: 'auto' (256, fewer "
                                                    "for a large model, at least 32) or a number."),
-    force: bool = typer.Option(False, "--force", help="Replace a previous export in --out."),
+    force: bool = typer.Option(ExportOptions.force, "--force", help="Replace a previous export in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print export.json to stdout."),
 ):
     """Export to Paddle Inference and ONNX (optionally INT8), each verified on real test images."""

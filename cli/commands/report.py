@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from compress.common.errors import CompressError
+from compress.measure.latency import MIN_WARMUP, TIMING
 from compress.measure.reporting import TABLE_COLUMNS, render_table
 from compress.workflows.report import report as report_models
 
@@ -20,12 +21,12 @@ from ..progress import RichProgress
 COMPACT = ("model", "keep", "blocks", "accuracy %", "Δ points", "FLOPs ratio", "runtime", "batch", "p50 ms",
            "p90 ms", "latency ratio", "speedup")
 
-THREADS = typer.Option(1, help="CPU threads per runtime (1 is like a small edge CPU).")
-BATCH = typer.Option("1,32", "--batch", help="Batch sizes to time.")
-WARMUP = typer.Option(10, help="Untimed runs per model first (at least 10).")
-RUNS = typer.Option(100, help="Timed runs per model at least.")
-SECONDS = typer.Option(60.0, help="Time budget for the timing, beyond the minimum runs.")
-ONEDNN = typer.Option(True, "--onednn/--no-onednn", help="oneDNN on Paddle Inference.")
+THREADS = typer.Option(TIMING.threads, help="CPU threads per runtime (1 is like a small edge CPU).")
+BATCH = typer.Option(",".join(map(str, TIMING.batch_sizes)), "--batch", help="Batch sizes to time.")
+WARMUP = typer.Option(TIMING.warmup, help=f"Untimed runs per model first (at least {MIN_WARMUP}).")
+RUNS = typer.Option(TIMING.min_runs, help="Timed runs per model at least.")
+SECONDS = typer.Option(TIMING.max_seconds, help="Time budget for the timing, beyond the minimum runs.")
+ONEDNN = typer.Option(TIMING.onednn, "--onednn/--no-onednn", help="oneDNN on Paddle Inference.")
 
 
 def _batches(text: str) -> list[int]:

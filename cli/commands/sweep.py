@@ -8,7 +8,7 @@ import typer
 
 from compress.pruning.criteria import CRITERIA, DEFAULT_CRITERION
 from compress.workflows.prune import HealConfig
-from compress.workflows.sweep import parse_keeps, sweep as sweep_model
+from compress.workflows.sweep import SWEEP_HEAL_EPOCHS, parse_keeps, sweep as sweep_model
 
 from ..options import (ATOL, INT8, INT8_FORCE, INT8_SCHEMES, INT8_SECONDS, MAX_ACC_DROP, MIN_ARGMAX, MIN_TOP5, RTOL,
                        export_options)
@@ -24,8 +24,8 @@ def sweep(
     out: Path = typer.Option(Path("sweep"), "--out", "-o", help="Directory for models, exports and the report."),
     criterion: str = typer.Option(DEFAULT_CRITERION, help=f"One of {', '.join(CRITERIA)}."),
     data: Optional[str] = typer.Option(None, help="Healing and test data (default: the sidecar's)."),
-    epochs: int = typer.Option(3, help="Healing epochs per keep ratio."),
-    lr: float = typer.Option(5e-4), seed: int = typer.Option(0),
+    epochs: int = typer.Option(SWEEP_HEAL_EPOCHS, help="Healing epochs per keep ratio."),
+    lr: float = typer.Option(HealConfig.lr), seed: int = typer.Option(HealConfig.seed),
     threads: int = THREADS, batch: str = BATCH, warmup: int = WARMUP, runs: int = RUNS, seconds: float = SECONDS,
     onednn: bool = ONEDNN,
     int8: bool = INT8, int8_force: bool = INT8_FORCE, int8_schemes: Optional[str] = INT8_SCHEMES,

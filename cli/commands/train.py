@@ -13,7 +13,7 @@ from compress.training.config import FitConfig
 from compress.workflows.train import train as train_model
 
 from ..output import emit_json, stdout
-from ..options import AUGMENT, BLOCKS_FROM_HELP, GRANULARITY_HELP, NORMALIZE, RESIZE, WORKERS
+from ..options import AUGMENT, BLOCKS_FROM_HELP, GRANULARITY_HELP, NORMALIZE, RESIZE, WORKERS, library_default
 from ..progress import RichProgress
 
 
@@ -24,25 +24,25 @@ def train(
                    "whose classifier is re-initialised if its number of classes differs from the data's."),
     arch: Optional[str] = typer.Option(None, help="Shipped name, module:callable or file.py:callable."),
     arch_kwargs: Optional[str] = typer.Option(None, help="JSON object of keyword arguments for --arch."),
-    data: str = typer.Option("digits", help="'digits', 'shapes[:COUNT[:SEED]]', an image-folder directory, a "
+    data: str = typer.Option(library_default(train_model, "data"), help="'digits', 'shapes[:COUNT[:SEED]]', an image-folder directory, a "
                                             "directory with train_list.txt, or an .npz with x and y."),
     input_shape: Optional[str] = typer.Option(None, help="C,H,W the images are resized to."),
-    epochs: int = typer.Option(10, help="Epochs (0: only evaluate and write the sidecar)."),
-    batch_size: int = typer.Option(64),
-    lr: float = typer.Option(2e-3),
-    weight_decay: float = typer.Option(0.05),
-    drop_path_rate: float = typer.Option(0.1, help="Mean drop rate d in [0, 1)."),
-    schedule: str = typer.Option("linear", help=f"Drop-rate schedule: {', '.join(SCHEDULES)}."),
-    target_keep: Optional[float] = typer.Option(None, help="adaptive: the keep ratio you will prune to."),
-    warmup_epochs: Optional[int] = typer.Option(None, help="adaptive: epochs at the mean rate before adapting."),
-    max_rate: float = typer.Option(0.7, help="adaptive with --target-keep: final drop rate of the targeted blocks."),
-    seed: int = typer.Option(0),
+    epochs: int = typer.Option(FitConfig.epochs, help="Epochs (0: only evaluate and write the sidecar)."),
+    batch_size: int = typer.Option(FitConfig.batch_size),
+    lr: float = typer.Option(FitConfig.lr),
+    weight_decay: float = typer.Option(FitConfig.weight_decay),
+    drop_path_rate: float = typer.Option(FitConfig.drop_path_rate, help="Mean drop rate d in [0, 1)."),
+    schedule: str = typer.Option(FitConfig.schedule, help=f"Drop-rate schedule: {', '.join(SCHEDULES)}."),
+    target_keep: Optional[float] = typer.Option(FitConfig.target_keep, help="adaptive: the keep ratio you will prune to."),
+    warmup_epochs: Optional[int] = typer.Option(FitConfig.warmup_epochs, help="adaptive: epochs at the mean rate before adapting."),
+    max_rate: float = typer.Option(FitConfig.max_rate, help="adaptive with --target-keep: final drop rate of the targeted blocks."),
+    seed: int = typer.Option(FitConfig.seed),
     augment: Optional[str] = AUGMENT,
     normalize: Optional[str] = NORMALIZE,
     resize: Optional[str] = RESIZE,
     workers: Optional[int] = WORKERS,
     blocks_from: Optional[str] = typer.Option(None, "--blocks-from", help=BLOCKS_FROM_HELP),
-    granularity: str = typer.Option("block", help=GRANULARITY_HELP + " Recorded in the sidecar."),
+    granularity: str = typer.Option(FitConfig.granularity, help=GRANULARITY_HELP + " Recorded in the sidecar."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the weights (.pdparams or .safetensors)."),
     resume: bool = typer.Option(False, "--resume", help="Go on from the checkpoint an interrupted run with the same "
                                 "command left next to --out (OUT.ckpt/, saved after every epoch)."),

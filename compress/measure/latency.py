@@ -43,6 +43,21 @@ BURST = 20   # timed runs per turn of one model in the round-robin
 REWARM = 5   # untimed runs that start each turn: a model switched back to needs ~5 runs to reach steady state
 
 
+@dataclass(frozen=True)
+class TimingOptions:
+    """How latency is timed by default (``report``, ``sweep`` and their CLI flags read these)."""
+
+    threads: int = 1                     # like a small edge CPU
+    batch_sizes: tuple[int, ...] = (1, 32)
+    warmup: int = MIN_WARMUP             # untimed runs per model first
+    min_runs: int = 100                  # timed runs per model at least
+    max_seconds: float = 60.0            # time budget beyond the minimum runs
+    onednn: bool = True                  # oneDNN on Paddle Inference
+
+
+TIMING = TimingOptions()
+
+
 @dataclass
 class LatencyTarget:
     """One model on one runtime: ``label`` names it in the results (e.g. the model's name)."""
@@ -202,14 +217,14 @@ def latency_records(runners, samples, batch: int, seconds: float, stopped_by: st
 
 def measure_latency(
     targets: Iterable,
-    batch_sizes=(1, 32),
-    threads: int = 1,
-    warmup: int = MIN_WARMUP,
-    min_runs: int = 100,
+    batch_sizes=TIMING.batch_sizes,
+    threads: int = TIMING.threads,
+    warmup: int = TIMING.warmup,
+    min_runs: int = TIMING.min_runs,
     max_runs: int | None = 1000,
-    max_seconds: float | None = 60.0,
+    max_seconds: float | None = TIMING.max_seconds,
     input_shape=None,
-    onednn: bool = True,
+    onednn: bool = TIMING.onednn,
     seed: int = 0,
     progress: Progress = NULL,
     on_run: Callable[[str, int, int], None] | None = None,

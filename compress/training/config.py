@@ -12,15 +12,19 @@ from .statistics import SurvivalStats
 
 @dataclass
 class FitConfig:
-    """How to train; validates itself on construction (errors name the parameter)."""
+    """How to train; validates itself on construction (errors name the parameter).
+
+    The defaults are ``compress train``'s (the CLI reads them from here): DropPath at a mean rate of 0.1
+    under the linear schedule. Healing (:class:`compress.workflows.prune.HealConfig`) trains without it.
+    """
 
     epochs: int = 10
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
     seed: int = 0
-    drop_path_rate: float = 0.0
-    schedule: str = "uniform"
+    drop_path_rate: float = 0.1
+    schedule: str = "linear"
     target_keep: float | None = None
     warmup_epochs: int | None = None
     max_rate: float = 0.7       # adaptive with a target: final drop rate of the targeted blocks

@@ -75,7 +75,8 @@ class HealConfig:
     def fit_config(self) -> FitConfig:
         """Fine-tuning with distillation, keeping the best epoch (the unhealed start included)."""
         return FitConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                         seed=self.seed, alpha=self.alpha, temperature=self.temperature,
+                         seed=self.seed, drop_path_rate=0.0, schedule="uniform", alpha=self.alpha,
+                         temperature=self.temperature,
                          hidden_weight=1.0 if self.distill_target == "hidden" else 0.0,
                          patience=self.patience, keep_best=True)
 

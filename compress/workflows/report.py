@@ -18,7 +18,7 @@ from ..export import ExportOptions, export_model
 from ..export.job import batched
 from ..graph.flops import count_flops
 from ..common.layers import count_params
-from ..measure.latency import group_by_label, machine_info, measure_latency_isolated
+from ..measure.latency import TIMING, group_by_label, machine_info, measure_latency_isolated
 from ..model.bundle import load_model
 from ..model.paths import Output, check_outputs, data_inputs, model_inputs
 from ..common.progress import NULL, Progress
@@ -129,8 +129,9 @@ def _check(models, batch_sizes, threads) -> list[Path]:
     return paths
 
 
-def report(models: list, out_dir, data: str | None = None, threads: int = 1, batch_sizes=(1, 32),
-           warmup: int = 10, min_runs: int = 100, max_seconds: float = 60.0, onednn: bool = True,
+def report(models: list, out_dir, data: str | None = None, threads: int = TIMING.threads,
+           batch_sizes=TIMING.batch_sizes, warmup: int = TIMING.warmup, min_runs: int = TIMING.min_runs,
+           max_seconds: float = TIMING.max_seconds, onednn: bool = TIMING.onednn,
            progress: Progress = NULL, export: ExportOptions | None = None) -> dict:
     """Measure ``models`` and write report.json, report.md, report.html and pareto.png into ``out_dir``.
 

@@ -22,6 +22,7 @@ from ..model.sidecar import read_sidecar
 from ..model.storage import copy_model_files
 from ..training.config import FitConfig
 from ..model.weights import check_weights_path
+from ..pruning.criteria import DEFAULT_CRITERION
 from .prune import HealConfig, default_out, prune
 from .report import ensure_export, report, report_outputs
 from .train import train
@@ -43,6 +44,7 @@ def parse_keeps(text: str, param: str = "keeps") -> list[float]:
 
 
 DEFAULT_KEEPS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+SWEEP_HEAL_EPOCHS = 3   # healing epochs per point by default (a sweep heals many)
 
 
 def _targets(model: Path, models_dir: Path, keeps, keep_flops) -> tuple[bool, dict[str, tuple[dict, Path]]]:
@@ -97,11 +99,12 @@ def _point(original: Path, key: str, how: dict, target: Path, out_dir: Path, cri
         return {"status": "failed", "error": msg}
 
 
-def sweep(model, keeps: list[float] | None, out_dir, criterion: str = "survival", heal: HealConfig | None = None,
+def sweep(model, keeps: list[float] | None, out_dir, criterion: str = DEFAULT_CRITERION, heal: HealConfig | None = None,
           data: str | None = None, report_options: dict | None = None, progress: Progress = NULL,
           export: ExportOptions | None = None, keep_flops: list[float] | None = None) -> dict:
     """Prune+heal+export ``model`` at every keep ratio (or every FLOPs budget in ``keep_flops``, not both;
-    neither: ``DEFAULT_KEEPS``), then write the report over all of them.
+    neither: ``DEFAULT_KEEPS``), then write the report over all of them. ``heal``: default, ``HealConfig`` with
+    ``SWEEP_HEAL_EPOCHS`` epochs (a sweep heals many points).
 
     ``export``: how every model is exported and verified (tolerances, INT8), as in ``report``.
     """
@@ -109,7 +112,7 @@ def sweep(model, keeps: list[float] | None, out_dir, criterion: str = "survival"
     if not model.is_file():
         raise CompressError(f"{model}: no such file")
     read_sidecar(model)
-    heal = heal or HealConfig()
+    heal = heal or HealConfig(epochs=SWEEP_HEAL_EPOCHS)
     out_dir = Path(out_dir)
     models_dir = out_dir / "models"
     original = models_dir / model.name
