@@ -54,7 +54,7 @@ def _prune(model: Path, keep_flops: float, seed: int, epochs: int, out: Path, cr
     r = prune(model, keep_flops=keep_flops, out=out, criterion=criterion,
               heal=HealConfig(epochs=epochs, patience=epochs, seed=seed))
     return {"keep_flops": keep_flops, "flops_ratio": r.plan.flops_ratio, "removed": r.plan.removed_labels(),
-            "surgery_max_abs_diff": r.surgery_check["max_abs_diff"], **r.accuracy}
+            "surgery_max_abs_diff": r.surgery_check.max_abs_diff, **r.accuracy.to_json()}
 
 
 def _one(arch, spec, seed, a, tmp: Path, log) -> dict:

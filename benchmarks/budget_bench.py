@@ -28,7 +28,7 @@ def _run(model, seed, epochs, tmp, **target) -> dict:
     heal = HealConfig(epochs=epochs, patience=epochs, seed=seed)
     r = prune(model, out=Path(tmp) / "p.pdparams", heal=heal, **target)
     return {"removed": r.plan.remove_paths, "flops_ratio": r.plan.flops_ratio,
-            "surgery_max_abs_diff": r.surgery_check["max_abs_diff"], **r.accuracy}
+            "surgery_max_abs_diff": r.surgery_check.max_abs_diff, **r.accuracy.to_json()}
 
 
 def main(argv=None):

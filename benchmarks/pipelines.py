@@ -136,7 +136,7 @@ def healed(grid: Grid, a, model: str, model_key: str, keep: float, criterion: st
     if same is None:
         t = time.time()
         r = prune(model, keep=keep, criterion=criterion, out=work / f"pruned-{os.getpid()}.pdparams", heal=heal)
-        same = {"removed": r.plan.remove, "flops_ratio": r.plan.flops_ratio, **r.accuracy,
+        same = {"removed": r.plan.remove, "flops_ratio": r.plan.flops_ratio, **r.accuracy.to_json(),
                 "seconds": round(time.time() - t)}
     grid.data["runs"][key] = dict(same, criterion=criterion)
     grid.save()

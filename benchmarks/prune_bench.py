@@ -45,8 +45,8 @@ def main(argv=None):
                     heal = HealConfig(epochs=a.epochs, patience=a.epochs, seed=seed, distill_target=target)
                     r = prune(model, keep=keep, criterion=crit, out=Path(tmp) / "p.pdparams", heal=heal)
                     rows.append({"model": Path(model).stem, "keep": keep, "criterion": crit, "seed": seed,
-                                 "distill_target": target, "removed": r.plan.remove, **r.accuracy})
-                    print(f"{Path(model).stem} keep {keep} {crit} {target} seed {seed}: {r.accuracy} "
+                                 "distill_target": target, "removed": r.plan.remove, **r.accuracy.to_json()})
+                    print(f"{Path(model).stem} keep {keep} {crit} {target} seed {seed}: {r.accuracy.to_json()} "
                           f"[{time.time() - t0:.0f} s]", file=sys.stderr, flush=True)
                     save(a.out, a.epochs, seeds, rows)  # after every run: an interrupted benchmark keeps its rows
     print(table(rows, a.epochs, seeds))

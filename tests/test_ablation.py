@@ -10,7 +10,7 @@ import paddle
 import pytest
 
 from compress.pruning.ablation import UnitAblation, fidelity, leave_one_out, split_score
-from compress.graph.surgery import Unit
+from compress.graph.surgery import RemovedUnit
 from helpers import invoke, one_line_error
 from tiny_models import TinyCNN
 
@@ -27,7 +27,7 @@ def test_a_useless_block_costs_nothing_and_a_useful_one_does():
     model = TinyCNN(useless=1)       # stages.0.1's branch is multiplied by 0: switching it off changes nothing
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((40, 1, 8, 8)).astype("float32"), rng.integers(0, 10, 40)
-    base, deltas = leave_one_out(model, [Unit("stages.0.1"), Unit("stages.0.0")], _batches(x, y))
+    base, deltas = leave_one_out(model, [RemovedUnit.of_block("stages.0.1"), RemovedUnit.of_block("stages.0.0")], _batches(x, y))
     assert base.images == 40 and math.isclose(base.loss, split_score(model, _batches(x, y)).loss, rel_tol=1e-9)
     (useless, useless_se, useless_acc), (useful, useful_se, _) = deltas
     assert useless == 0.0 and useless_se == 0.0 and useless_acc == 0.0

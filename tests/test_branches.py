@@ -5,7 +5,7 @@ import pytest
 
 from compress.model.architectures import vit_tiny
 from compress.graph.blocks import find_blocks
-from compress.graph.branches import check_granularity, find_branches, surgery_unit, units_with_flops
+from compress.graph.branches import check_granularity, find_branches, units_with_flops
 from compress.common.errors import CompressError
 from compress.graph.flops import count_flops
 from compress.common.layers import count_params
@@ -72,12 +72,12 @@ def test_branch_removal_takes_the_body_out_and_checks_itself():
     assert count_params(model) == params - units[2].params
     assert count_flops(model, SHAPE)[0] == total - units[2].flops
     x = paddle.randn([4, *SHAPE])
-    assert check_removal(ref, model, [surgery_unit(units[2])], x).max_abs_diff <= 1e-5
+    assert check_removal(ref, model, [units[2].removed_unit()], x).max_abs_diff <= 1e-5
     # the branch is no unit any more; its sibling is, with its DropPath call number kept
     left = find_branches(model, SHAPE, find_blocks(model, SHAPE))
     assert [(b.kind, b.call) for b in left[1]] == [("mlp", 1)]
     with pytest.raises(CompressError, match="surgery self-check failed: removing mlp at depth 1"):
-        check_removal(ref, model, [surgery_unit(units[3])], x)
+        check_removal(ref, model, [units[3].removed_unit()], x)
 
 
 def test_shared_layer_switches_off_only_its_call():
@@ -86,9 +86,9 @@ def test_shared_layer_switches_off_only_its_call():
     units, _, _ = units_with_flops(model, SHAPE, None, "branch")
     remove_branch(model, units[1].removal())   # the MLP of block 0
     x = paddle.randn([4, *SHAPE])
-    assert check_removal(ref, model, [surgery_unit(units[1])], x).max_abs_diff <= 1e-5
+    assert check_removal(ref, model, [units[1].removed_unit()], x).max_abs_diff <= 1e-5
     with pytest.raises(CompressError):
-        check_removal(ref, model, [surgery_unit(units[0])], x)
+        check_removal(ref, model, [units[0].removed_unit()], x)
 
 
 def test_blocks_command_lists_branches():

@@ -6,7 +6,7 @@ import paddle
 import pytest
 
 import compress
-from compress.graph.branches import surgery_unit, units_with_flops
+from compress.graph.branches import units_with_flops
 from compress.training.droppath import StochasticDepth
 from compress.training.statistics import SurvivalStats
 from compress.graph.surgery import switched_off
@@ -34,7 +34,7 @@ def test_each_branch_takes_its_own_mask():
     units, _, _ = units_with_flops(model, (1, 8, 8), None, "branch")
     x = paddle.randn([32, 1, 8, 8])
     model.eval()
-    with switched_off(model, [surgery_unit(units[2])]):
+    with switched_off(model, [units[2].removed_unit()]):
         want = model(x).numpy()
     sd = StochasticDepth(model, units, SurvivalStats(len(units), [u.path for u in units])).attach()
     sd.set_rates(np.array([0.0, 0.0, 0.5, 0.0]))

@@ -50,3 +50,21 @@ def test_not_a_sidecar(tmp_path):
     sidecar_path(w).write_text(json.dumps({"format": "other"}))
     with pytest.raises(CompressError, match="not a compress sidecar"):
         read_sidecar(w)
+
+
+def test_lineage_steps_are_typed_and_old_prune_steps_are_recognised():
+    from compress.model.sidecar import LineageStep, check_sidecar
+    old_prune = {"parent": "/m/a.pdparams", "keep": 0.5, "keep_total": 0.5, "criterion": "survival", "removed": ["b.1"]}
+    new_prune = LineageStep.of("prune", "/m/a.keep0.5.pdparams", keep=0.5, keep_total=0.25).to_json()
+    sc = Sidecar.from_json({"format": SIDECAR_FORMAT, "lineage": [{"parent": "/m/r.pdparams", "step": "train"},
+                                                                 old_prune, new_prune]})
+    assert [s.kind for s in sc.steps] == ["train", "prune", "prune"]
+    assert [s.parent for s in sc.prune_steps] == ["/m/a.pdparams", "/m/a.keep0.5.pdparams"]
+    assert sc.prune_steps[0]["keep_total"] == 0.5 and sc.prune_steps[0].get("granularity") is None  # reads like JSON
+    assert sc.prune_steps[0].to_json() == old_prune and list(new_prune)[:2] == ["parent", "step"]
+    assert sc.to_json()["lineage"][1] == old_prune                       # an old file is written back as it was
+    with pytest.raises(ValueError, match="train, prune"):
+        LineageStep.of("distil", "/m/a.pdparams")
+    bad = Sidecar.from_json({"format": SIDECAR_FORMAT, "lineage": [{"parent": "/m/a", "step": "distil"}]})
+    with pytest.raises(CompressError, match="lineage"):
+        check_sidecar(bad, "m.compress.json")

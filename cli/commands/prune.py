@@ -77,10 +77,10 @@ def prune(
         stdout.print("dry run: nothing written")
         return
     acc, check = res.accuracy, res.surgery_check
-    stdout.print(f"surgery self-check: max abs diff {check['max_abs_diff']:.2g} on {check['images']} images "
-                 f"(allowed {check['tolerance']:g})")
-    stdout.print(f"test accuracy: original {_pct(acc.get('original'))}, after removal {_pct(acc.get('after_removal'))}, "
-                 f"after healing {_pct(acc.get('after_healing'))}")
+    stdout.print(f"surgery self-check: max abs diff {check.max_abs_diff:.2g} on {check.images} images "
+                 f"(allowed {check.tolerance:g})")
+    stdout.print(f"test accuracy: original {_pct(acc.original)}, after removal {_pct(acc.after_removal)}, "
+                 f"after healing {_pct(acc.after_healing)}")
     stdout.print(f"wrote {res.out}")
     if res.export is not None:
         stdout.print(f"exported to {export}")
@@ -100,11 +100,10 @@ def _print_plan(p, dry_run: bool) -> None:
     budget = f" (budget {p.keep_flops:g})" if p.keep_flops is not None else ""
     stdout.print(f"FLOPs ratio: {p.flops_ratio:.3f}{budget}")
     if p.granularity == "branch":
-        gone = [f"{label} ({r['path']}, {r['flops'] / p.flops_before:.1%})" for label, r in zip(p.removed_labels(),
-                                                                                             p.removed)]
+        gone = [f"{u.name} ({u.path}, {u.flops / p.flops_before:.1%})" for u in p.removed]
         stdout.print(f"removed units: {', '.join(gone) or 'none'}")
         if p.remove_paths:
             stdout.print(f"blocks removed whole (every branch goes): {', '.join(p.remove_paths)}")
         return
-    gone = [f"{r['index']} ({r['path']}, {r['flops']:,} FLOPs, {r['flops'] / p.flops_before:.1%})" for r in p.removed]
+    gone = [f"{u.index} ({u.path}, {u.flops:,} FLOPs, {u.flops / p.flops_before:.1%})" for u in p.removed]
     stdout.print(f"removed blocks: {', '.join(gone) or 'none'}")

@@ -49,9 +49,10 @@ from ..runtimes.layout import EXPORT_JSON, WORK_DIR
 from ..model.sidecar import sidecar_path
 from .graph_stats import graph_stats
 from .formats import DEFAULT_FORMATS, EXPORTERS, FORMATS, ExportOptions, Exporter, parse_batch
-from .job import EXPORT_FORMAT, INPUT_NAME, ExportJob, batched, check_out_dir, file_table
+from .job import INPUT_NAME, ExportJob, batched, check_out_dir, file_table
 from .onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .parity import Tolerance
+from .record import ExportRecord
 
 
 def _needed(options: ExportOptions) -> list[str]:
@@ -93,45 +94,31 @@ def _load_source(model_path, progress: Progress):
     return bundle, data
 
 
-def _new_record(bundle: ModelBundle, src_path: Path | None, options: ExportOptions) -> dict:
+def _new_record(bundle: ModelBundle, src_path: Path | None, options: ExportOptions) -> ExportRecord:
     """``export.json`` before anything is built (filled in as the exporters run)."""
     sidecar, batch = bundle.sidecar, options.batch
     sc = sidecar_path(src_path) if src_path is not None else None
     in_memory = str(bundle.path) + " (modified in memory)" if bundle.path else None
-    return {
-        "format": EXPORT_FORMAT,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "source": {"path": str(src_path) if src_path else in_memory,
+    return ExportRecord(
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        source={"path": str(src_path) if src_path else in_memory,
                    "sha256": sha256(src_path) if src_path else None,
                    "sidecar_sha256": sha256(sc) if sc is not None and sc.is_file() else None,
                    "arch": sidecar.arch, "removed_blocks": list(sidecar.removed_blocks or []),
                    **({"removed_branches": list(sidecar.removed_branches)} if sidecar.removed_branches else {}),
-                   "num_classes": bundle.num_classes},
-        "versions": _versions(),
-        "formats": options.formats,
-        "options": options.to_json(),
-        "opset": None,
-        "opset_requested": options.opset,
-        "batch": batch,
-        "input": {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW",
-                  "shape": [None if batch == "dynamic" else batch, *bundle.input_shape],
-                  "preprocess": sidecar.preprocess},
-        "output": {"shape": [None if batch == "dynamic" else batch, bundle.num_classes], "names": {}},
-        "labels": sidecar.class_names,
-        "parity": None,
-        "int8": None,
-        "files": None,
-        "graphs": None,
-        "seconds": None,
-    }
+                "num_classes": bundle.num_classes},
+        versions=_versions(), formats=options.formats, options=options.to_json(), opset_requested=options.opset,
+        batch=batch,
+        input={"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW",
+               "shape": [None if batch == "dynamic" else batch, *bundle.input_shape], "preprocess": sidecar.preprocess},
+        output_shape=[None if batch == "dynamic" else batch, bundle.num_classes], labels=sidecar.class_names)
 
 
-def _start_job(bundle, tmp: Path, options: ExportOptions, data, record: dict, progress: Progress) -> ExportJob:
+def _start_job(bundle, tmp: Path, options: ExportOptions, data, record: ExportRecord, progress: Progress) -> ExportJob:
     """The job, with the dygraph model's reference logits on the parity images."""
     x_parity, _ = data.arrays("test", options.parity_count(data.size("test"), bundle.sidecar.flops))
     ref = batched(lambda xb: run_dygraph(bundle.model, xb), x_parity, "dynamic")
-    record["parity"] = {"data": f"{data.spec} test split", "n_inputs": int(len(x_parity)),
-                        "tolerance": options.tolerance.to_json(), "reference": "paddle dygraph", "runtimes": {}}
+    record.start_parity(f"{data.spec} test split", len(x_parity), options.tolerance.to_json(), "paddle dygraph")
     return ExportJob(bundle=bundle, tmp=tmp, options=options, progress=progress, x_parity=x_parity, ref=ref,
                      data=data, record=record)
 
@@ -147,20 +134,19 @@ def _build(job: ExportJob, advance) -> dict:
         seconds[name] = round(time.perf_counter() - t0, 3)
         advance(1, step=name)
     if "onnx" not in needed:
-        job.record.pop("opset")
-        job.record.pop("opset_requested")
+        job.record.has_onnx = False
     if not any(EXPORTERS[n].int8_for for n in needed):
-        job.record.pop("int8")
+        job.record.has_int8 = False
     return seconds
 
 
 def _finish(job: ExportJob, seconds: dict, t_start: float) -> None:
     """Drop the scratch area; record files, graphs and times; write export.json."""
     shutil.rmtree(job.tmp / WORK_DIR, ignore_errors=True)
-    job.record["files"] = file_table(job.tmp)
-    job.record["graphs"] = graph_stats(job.tmp)
-    job.record["seconds"] = {**seconds, "total": round(time.perf_counter() - t_start, 3)}
-    (job.tmp / EXPORT_JSON).write_text(json.dumps(job.record, indent=2, default=json_default) + "\n")
+    job.record.files = file_table(job.tmp)
+    job.record.graphs = graph_stats(job.tmp)
+    job.record.seconds = {**seconds, "total": round(time.perf_counter() - t_start, 3)}
+    (job.tmp / EXPORT_JSON).write_text(json.dumps(job.record.to_json(), indent=2, default=json_default) + "\n")
 
 
 def export_model(model_path, out_dir, options: ExportOptions | None = None, progress: Progress = NULL,
@@ -188,7 +174,7 @@ def _export_owned(model_path, out_dir: Path, src_path, options: ExportOptions, p
     existed = out_dir.exists()
     bundle, data = _load_source(model_path, progress)
     record = _new_record(bundle, src_path, options)
-    record["input"]["preprocess"] = data.preprocess.to_json()   # the full recipe the parity images went through
+    record.input["preprocess"] = data.preprocess.to_json()   # the full recipe the parity images went through
     try:
         with progress.task("exporting", len(_needed(options)) + 2) as advance, \
                 atomic_dir(out_dir, replace=options.force or existed) as tmp, capture_stdout():
@@ -201,7 +187,7 @@ def _export_owned(model_path, out_dir: Path, src_path, options: ExportOptions, p
         where = e.filename or out_dir
         raise CompressError(f"cannot write the export to {out_dir}: {e.strerror or e} ({where}); nothing written") from None
     progress.log(f"wrote {out_dir}")
-    return record
+    return record.to_json()
 
 
 __all__ = ["export_model", "ExportOptions", "Tolerance", "EXPORTERS", "Exporter", "DEFAULT_FORMATS", "DEFAULT_OPSET",

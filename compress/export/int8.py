@@ -157,13 +157,12 @@ def time_against(cands: list[Candidate], records: list[dict], fp32_label: str = 
 
 def int8_record(job: ExportJob) -> dict:
     """``export.json``'s ``int8`` section (created on first use): mode, budget, CPU."""
-    rec = job.record.get("int8")
-    if not rec:
+    def make() -> dict:
         timing = {**{k: list(v) if isinstance(v, tuple) else v for k, v in TIMING.items()},
                   "max_seconds": job.options.int8_seconds}
-        rec = job.record["int8"] = {"mode": job.options.int8, "max_accuracy_drop": job.options.max_acc_drop,
-                                    "cpu": cpu_features(), "timing": timing}
-    return rec
+        return {"mode": job.options.int8, "max_accuracy_drop": job.options.max_acc_drop, "cpu": cpu_features(),
+                "timing": timing}
+    return job.record.int8_section(make)
 
 
 def record_runtime(job: ExportJob, runtime: str, fp32: dict, cands: list[Candidate], decision: Decision,

@@ -16,8 +16,8 @@ from ..model.paths import Output, check_outputs, model_inputs
 from ..common.progress import Progress
 from ..runtimes.layout import EXPORT_JSON, WORK_DIR
 from .parity import compare, parity_error
+from .record import ExportRecord
 
-EXPORT_FORMAT = "compress-export/1"
 INPUT_NAME = "x"
 PARITY_CHUNK = 64       # batch size for verification runs (with dynamic batch; the first chunk is a single image),
 CHUNK_ELEMENTS = 2_000_000  # at most, and at most this many input elements: 13 images at 3x224x224. Paddle
@@ -96,7 +96,7 @@ class ExportJob:
     x_parity: np.ndarray = None
     ref: np.ndarray = None
     data: Any = None        # compress.data.ModelData: the model's source through its own eval preprocessing
-    record: dict = field(default_factory=dict)
+    record: ExportRecord | None = None   # export.json, filled in as the exporters run
     arrays: dict = field(default_factory=dict)   # image sets decoded once per export (INT8 scoring, calibration)
 
     @property
@@ -114,7 +114,7 @@ class ExportJob:
         (:mod:`compress.export.parity`)."""
         tol = self.options.tolerance
         fig = compare(self.ref, out, tol)
-        self.record.setdefault("parity", {}).setdefault("runtimes", {})[runtime] = fig
+        self.record.add_parity(runtime, fig)
         self.progress.log(f"parity {runtime}: max abs diff {fig['max_abs_diff']:.2e} "
                           f"({fig['worst_tolerance_use'] * 100:.1f}% of the tolerance), argmax agreement "
                           f"{fig['argmax_agreement'] * 100:.2f}% on {fig['n_inputs']} images")

@@ -88,7 +88,7 @@ def export_paddle_legacy(job: ExportJob, keep: bool) -> None:
     for name in ("paddle_legacy", "paddle_legacy_onednn"):
         job.check_parity(name, outputs[name])
     rel = Path(LEGACY_MODEL).parent.as_posix()
-    job.record["paddle_legacy"] = {"written_with": f"{PIR_FLAG}=0 (a subprocess)", "clip_extra": False,
-                                   "legacy_ops_patched": answer["patched_ops"], "input_shape": answer["input_shape"],
-                                   "paddle_lite_opt": LITE_COMMAND.format(d=rel) if keep else None}
+    job.record.paddle_legacy = {"written_with": f"{PIR_FLAG}=0 (a subprocess)", "clip_extra": False,
+                                "legacy_ops_patched": answer["patched_ops"], "input_shape": answer["input_shape"],
+                                "paddle_lite_opt": LITE_COMMAND.format(d=rel) if keep else None}
     job.progress.log("legacy Paddle format verified in Paddle Inference (legacy mode, oneDNN off and on)")

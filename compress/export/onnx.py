@@ -84,10 +84,8 @@ def export_onnx(job: ExportJob, keep: bool) -> None:
     actual = actual if actual is not None else job.options.opset
     if actual != job.options.opset:
         job.progress.log(f"paddle2onnx raised the opset from {job.options.opset} to {actual} (the model needs it)")
-    job.record["opset"] = int(actual)
-    job.record.setdefault("input", {})["onnx_shape"] = [d if isinstance(d, int) else None
-                                                       for d in session.get_inputs()[0].shape]
-    job.record["output"]["names"]["onnx"] = session.get_outputs()[0].name
+    job.record.set_onnx(actual, session.get_inputs()[0].shape)
+    job.record.set_output_name("onnx", session.get_outputs()[0].name)
     # verified even when only an intermediate (for INT8): the quantized model is built from it
     out = batched(lambda xb: ort_runtime.run_onnx(session, xb), job.x_parity, job.options.batch)
     job.check_parity("onnxruntime", out)

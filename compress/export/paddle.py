@@ -30,7 +30,7 @@ def _jit_save(job: ExportJob, keep: bool) -> tuple[Path, Path]:
         found = sorted(p.name for p in model_file.parent.iterdir())
         raise CompressError(f"paddle.jit.save did not write model.json + model.pdiparams (found {found}); "
                             "is FLAGS_enable_pir_api set to 0?")
-    job.record["input"]["shape"] = shape
+    job.record.set_input_shape(shape)
     return model_file, params_file
 
 
@@ -38,7 +38,7 @@ def _verify(job: ExportJob, model_file: Path, params_file: Path, onednn: bool) -
     name = "paddle_inference_onednn" if onednn else "paddle_inference"
     try:
         pred = paddle_runtime.paddle_predictor(model_file, params_file, onednn=onednn, threads=verify_threads())
-        job.record["output"]["names"]["paddle"] = pred.get_output_names()[0]
+        job.record.set_output_name("paddle", pred.get_output_names()[0])
         handles = paddle_runtime.io_handles(pred)
         out = batched(lambda xb: paddle_runtime.run_paddle_inference(pred, xb, handles), job.x_parity,
                       job.options.batch)

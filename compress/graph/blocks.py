@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ..common.errors import CompressError
 from .residual import (REJECTION_KINDS, PathInfo, Rejection, analyse, call_problem, follow_paths, n_params,
                        outermost_blocks, surgery_check)
+from .surgery import RemovedUnit
 from .tracing import ProbeTrace, probe_trace
 
 
@@ -64,6 +65,10 @@ class Block:
         if self.extra_args:
             out["extra_args"] = list(self.extra_args)
         return out
+
+    def removed_unit(self) -> RemovedUnit:
+        """This block as a plan records it and surgery removes it."""
+        return RemovedUnit.of_block(self.path, self.own_droppath, self.index, self.params, self.flops)
 
 
 @dataclass

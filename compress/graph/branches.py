@@ -22,7 +22,7 @@ from .blocks import Block, find_blocks
 from ..common.errors import CompressError
 from .flops import count_flops
 from ..common.layers import count_params, get_sublayer, probe_forward
-from .surgery import Unit, ZeroBranch
+from .surgery import RemovedUnit, ZeroBranch
 
 GRANULARITIES = ("block", "branch")
 _ATTN_WORDS = ("attn", "attention", "mixer", "token")
@@ -77,9 +77,10 @@ class Branch:
                 "call": self.call, "kind": self.kind, "droppath": self.droppath, "body": list(self.body),
                 "shape": list(self.shape), "params": self.params, "flops": self.flops}
 
-    def surgery_unit(self) -> Unit:
-        return Unit(self.block_path, tuple(self.block_droppath), self.block, call=self.call, record=self.removal(),
-                    name=self.label)
+    def removed_unit(self) -> RemovedUnit:
+        """This branch as a plan records it and surgery removes it (its block's DropPath layers, its call)."""
+        return RemovedUnit("branch", self.name, self.index, tuple(self.block_droppath), self.params, self.flops,
+                           self.block_path, self.block, self.call, self.kind, self.label, self.removal())
 
     def removal(self) -> dict:
         """What the sidecar records of a removed branch (enough to remove it again on load)."""
@@ -187,11 +188,6 @@ def units_with_flops(model, input_shape, pattern: str | None = None, granularity
     for u in blocks + split:
         u.flops = per[u.path]
     return units_of(blocks, branches, granularity), blocks, total
-
-
-def surgery_unit(u) -> Unit:
-    """A unit (block or branch) as surgery sees it."""
-    return u.surgery_unit() if isinstance(u, Branch) else Unit(u.path, tuple(u.own_droppath), u.index)
 
 
 def sidecar_fields(granularity: str, units: list, removed_branches: list, had_removed: bool = False) -> dict:

@@ -112,30 +112,88 @@ def replaced_by_identity(model, paths: list[str]):
 
 
 # --------------------------------------------------------------------------- the self-check
-@dataclass
-class Unit:
-    """One removable unit as surgery sees it: its path and the names of its own DropPath layers
-    (empty: the block is driven by hooks)."""
+@dataclass(frozen=True)
+class RemovedUnit:
+    """One removable unit as plans, surgery, lineage and tests see it: a whole block, or one branch of a block.
 
-    path: str
+    ``path``: a block's path, a branch's unit name (``blocks.3:attn``); ``own_droppath``: the DropPath layers
+    surgery's self-check switches off (a branch: all its block's, of which it zeroes only call ``call``).
+    A branch also has its block (``block_path``, ``depth``: the block's index), its ``kind`` (attn, mlp),
+    ``label`` (``attn at depth 3``) and ``record``: the removal record :func:`remove_branch` takes.
+    JSON (:meth:`to_json`, a plan's ``removed`` entries) keeps the keys plans always had, and
+    :meth:`from_json` reads records written before ``granularity`` was one of them.
+    """
+
+    granularity: str = "block"
+    path: str = ""
+    index: int | None = None      # in the model's unit list at planning
     own_droppath: tuple[str, ...] = ()
-    index: int | None = None   # in the model's block list, for messages
-    call: int | None = None    # a branch: the block's DropPath call it is (own_droppath: all the block's)
-    record: dict | None = None  # a branch: its removal record (for remove_branch)
-    name: str = ""             # a branch: how it is named (attn at depth 3)
+    params: int = 0
+    flops: int = 0
+    block_path: str | None = None
+    depth: int | None = None
+    call: int | None = None
+    kind: str | None = None
+    label: str = ""
+    record: dict | None = None
+
+    def __post_init__(self):
+        if self.granularity not in ("block", "branch"):
+            raise ValueError(f"a removed unit is a block or a branch, not {self.granularity!r}")
+        if self.granularity == "branch" and (self.block_path is None or self.call is None or self.record is None):
+            raise ValueError(f"branch {self.path!r} needs its block_path, call and removal record")
+        object.__setattr__(self, "own_droppath", tuple(self.own_droppath))
+
+    @classmethod
+    def of_block(cls, path: str, own_droppath=(), index: int | None = None, params: int = 0,
+                 flops: int = 0) -> "RemovedUnit":
+        return cls("block", path, index, tuple(own_droppath), params, flops)
 
     @property
-    def label(self) -> str:
-        if self.call is not None:
-            return f"{self.name or f'branch {self.call}'} ({self.path}, DropPath call {self.call})"
+    def is_branch(self) -> bool:
+        return self.granularity == "branch"
+
+    @property
+    def layer_path(self) -> str:
+        """The sublayer surgery works on: the block itself, or a branch's block."""
+        return self.block_path if self.is_branch else self.path
+
+    @property
+    def name(self) -> str:
+        """How a reader names it: ``attn at depth 3``, ``block 5``."""
+        return self.label or f"block {self.index}"
+
+    @property
+    def described(self) -> str:
+        """How an error message names it: with its path (and a branch's DropPath call)."""
+        if self.is_branch:
+            return f"{self.label or f'branch {self.call}'} ({self.block_path}, DropPath call {self.call})"
         return self.path if self.index is None else f"block {self.index} ({self.path})"
 
     def remove_from(self, model) -> None:
         """Surgery for this unit alone."""
-        if self.record is not None:
+        if self.is_branch:
             remove_branch(model, self.record)
         else:
             remove_blocks(model, [self.path])
+
+    def to_json(self) -> dict:
+        out = {"index": self.index, "path": self.path, "params": self.params, "flops": self.flops,
+               "own_droppath": list(self.own_droppath)}
+        if self.is_branch:
+            out.update(block_path=self.block_path, depth=self.depth, call=self.call, kind=self.kind,
+                       label=self.label, record=dict(self.record))
+        return out
+
+    @classmethod
+    def from_json(cls, r: dict) -> "RemovedUnit":
+        """A plan's ``removed`` entry (a branch's has its ``call``)."""
+        if "call" in r:
+            return cls("branch", r["path"], r.get("index"), tuple(r.get("own_droppath") or ()), r.get("params", 0),
+                       r.get("flops", 0), r["block_path"], r.get("depth"), r["call"], r.get("kind"),
+                       r.get("label") or "", dict(r["record"]))
+        return cls.of_block(r["path"], r.get("own_droppath") or (), r.get("index"), r.get("params", 0),
+                            r.get("flops", 0))
 
 
 @dataclass
@@ -181,16 +239,16 @@ def _switch_calls(layer, names, calls: set, swapped: list, handles: list) -> Non
 
 
 @contextlib.contextmanager
-def switched_off(model, units: Sequence[Unit]):
+def switched_off(model, units: Sequence[RemovedUnit]):
     """Within the ``with`` block, ``units`` of ``model`` are dropped as DropPath drops them (the body still runs);
     a branch unit zeroes only its own DropPath call."""
     handles, swapped = [], []
     calls: dict[str, tuple] = {}
     try:
         for u in units:
-            layer = get_sublayer(model, u.path)
-            if u.call is not None:
-                calls.setdefault(u.path, (layer, u.own_droppath, set()))[2].add(u.call)
+            layer = get_sublayer(model, u.layer_path)
+            if u.is_branch:
+                calls.setdefault(u.layer_path, (layer, u.own_droppath, set()))[2].add(u.call)
                 continue
             for name in u.own_droppath:
                 swapped.append((layer, name, get_sublayer(layer, name)))
@@ -219,7 +277,7 @@ def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return math.inf if math.isnan(d) else d
 
 
-def removal_diff(reference, pruned, units: Sequence[Unit], x) -> float:
+def removal_diff(reference, pruned, units: Sequence[RemovedUnit], x) -> float:
     """Max abs difference between ``pruned`` and ``reference`` with ``units`` switched off, on batch ``x``
     (infinite when the pruned model's forward fails: a removed body's output was read elsewhere)."""
     with switched_off(reference, units):
@@ -231,7 +289,7 @@ def removal_diff(reference, pruned, units: Sequence[Unit], x) -> float:
     return _max_diff(got, want)
 
 
-def check_removal(reference, pruned, units: Sequence[Unit], x, rebuild: Callable[[], nn.Layer] | None = None,
+def check_removal(reference, pruned, units: Sequence[RemovedUnit], x, rebuild: Callable[[], nn.Layer] | None = None,
                   tolerance: float = SELF_CHECK_ATOL) -> RemovalCheck:
     """Surgery checks itself: ``pruned`` (``reference`` with ``units`` removed) must give, on batch ``x``,
     ``reference``'s output with those units switched off, to ``tolerance``. Otherwise a CompressError
@@ -248,7 +306,7 @@ def check_removal(reference, pruned, units: Sequence[Unit], x, rebuild: Callable
             u.remove_from(single)
             alone.append(removal_diff(reference, single, [u], x) > tolerance)
         guilty = [u for u, bad in zip(units, alone) if bad] or guilty
-    raise CompressError(f"surgery self-check failed: removing {', '.join(u.label for u in guilty)} changes the "
+    raise CompressError(f"surgery self-check failed: removing {', '.join(u.described for u in guilty)} changes the "
                         f"output by {diff:.3g} (max abs, {int(x.shape[0])} images; allowed {tolerance:g}) against "
                         "the unpruned model with the same blocks switched off: a body's output is used outside its "
                         "block; nothing written", EXIT_PARITY)

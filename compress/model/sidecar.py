@@ -32,6 +32,54 @@ SIDECAR_SUFFIX = ".compress.json"
 SIDECAR_FORMAT = "compress-sidecar/1"
 
 
+LINEAGE_KINDS = ("train", "prune")
+
+
+@dataclass(frozen=True, eq=False)
+class LineageStep(Mapping):
+    """One step of a model's history, as its sidecar's ``lineage`` lists them: ``kind`` "train" (trained or
+    fine-tuned from ``parent``) or "prune" (pruned from ``parent``; the record also holds what the step did and
+    measured: keep ratios, FLOPs, the surgery check, healing, accuracy).
+
+    The JSON object is ``record`` (``{"parent": ..., "step": kind, ...}``), and a step reads like it
+    (``step["keep_total"]``, ``step.get("granularity")``). A prune step written before steps named their
+    kind is recognised by its ``keep_total``.
+    """
+
+    kind: str
+    record: dict
+
+    def __post_init__(self):
+        if self.kind not in LINEAGE_KINDS:
+            raise ValueError(f"a lineage step is one of {', '.join(LINEAGE_KINDS)}, not {self.kind!r}")
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "LineageStep":
+        kind = d.get("step") or ("prune" if "keep_total" in d else "train")
+        return cls(kind, dict(d))
+
+    @classmethod
+    def of(cls, kind: str, parent: str, **fields) -> "LineageStep":
+        """A new step: its parent first, then its kind, then the rest."""
+        return cls(kind, {"parent": parent, "step": kind, **fields})
+
+    @property
+    def parent(self) -> str | None:
+        return self.record.get("parent")
+
+    def to_json(self) -> dict:
+        return dict(self.record)
+
+    def __getitem__(self, key):
+        return self.record[key]
+
+    def __iter__(self):
+        return iter(self.record)
+
+    def __len__(self) -> int:
+        return len(self.record)
+
+
 @dataclass(eq=False)
 class Sidecar(Mapping):
     """Everything compress knows about a weights file (see the README's sidecar table)."""
@@ -102,8 +150,13 @@ class Sidecar(Mapping):
         return (self.training.get("schedule") if self.training else None) or {}
 
     @property
-    def prune_steps(self) -> list[dict]:
-        return [s for s in self.lineage if "keep_total" in s]
+    def steps(self) -> list[LineageStep]:
+        """The lineage, typed: one :class:`LineageStep` per train-from or prune step, oldest first."""
+        return [LineageStep.from_json(s) for s in self.lineage]
+
+    @property
+    def prune_steps(self) -> list[LineageStep]:
+        return [s for s in self.steps if s.kind == "prune"]
 
     @property
     def removed_units(self) -> list[dict]:
@@ -198,7 +251,7 @@ def _number(v, low=0.0, high=math.inf, *, open_low=False) -> bool:
 def _lineage_step_ok(step) -> bool:
     """A prune step's typed fields (absent or null where optional): the FLOPs budget and ratios in (0, 1],
     the surgery self-check's figure {max_abs_diff >= 0, images >= 1, tolerance >= 0}."""
-    if not isinstance(step, dict):
+    if not isinstance(step, dict) or step.get("step", "train") not in LINEAGE_KINDS:
         return False
     ratios = all(step.get(k) is None or _number(step[k], 0.0, 1.0, open_low=True)
                  for k in ("keep_flops", "flops_ratio", "flops_ratio_total"))

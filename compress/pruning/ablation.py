@@ -20,7 +20,7 @@ import numpy as np
 import paddle
 from scipy import stats as sps
 
-from ..graph.surgery import Unit, switched_off
+from ..graph.surgery import RemovedUnit, switched_off
 
 
 @dataclass
@@ -106,7 +106,7 @@ def split_score(model, batches: Callable, max_images: int | None = None) -> Spli
     return SplitScore(float(per.mean()) if n else math.nan, right / n if n else math.nan, n, per)
 
 
-def leave_one_out(model, units: list[Unit], batches: Callable, max_images: int | None = None,
+def leave_one_out(model, units: list[RemovedUnit], batches: Callable, max_images: int | None = None,
                   advance: Callable = lambda n=1, **f: None) -> tuple[SplitScore, list[tuple[float, float, float]]]:
     """(the full model's score, per unit (loss increase, its standard error over the images, accuracy change)
     with that unit alone switched off). The images come in the same order on every pass (an evaluation loader),

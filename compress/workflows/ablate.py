@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..pruning.ablation import Ablation, UnitAblation, fidelity, leave_one_out
 from ..graph.blocks import explain_no_blocks
-from ..graph.branches import Branch, check_granularity, surgery_unit, units_with_flops
+from ..graph.branches import Branch, check_granularity, units_with_flops
 from ..pruning.criteria import Context, angular_costs, influence_costs
 from ..data import ModelData
 from ..common.errors import CompressError
@@ -86,7 +86,7 @@ def ablate(model, data: str | None = None, split: str | None = None, max_images:
         raise CompressError(f"the data's {split} split is empty: choose another `split`", param="split")
     progress.log(f"{len(units)} units; {len(units) + 1} passes over the {split} split")
     with progress.task("ablating units one by one", len(units) + 1) as advance:
-        base, deltas = leave_one_out(bundle.model, [surgery_unit(u) for u in units], _batches(ds, split, batch_size),
+        base, deltas = leave_one_out(bundle.model, [u.removed_unit() for u in units], _batches(ds, split, batch_size),
                                      max_images, advance)
     scores, se = _stats_scores(bundle, units)
     act = _activation_scores(bundle, units, ds)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,8 @@ from ..model.paths import Output, check_outputs, check_room, data_inputs, model_
 from ..pruning.planning import PruneTarget, flops_budget
 from ..common.progress import NULL, Progress
 from ..training.schedules import n_keep
-from ..model.sidecar import Sidecar
-from ..graph.surgery import SELF_CHECK_IMAGES, RemovalCheck, Unit, check_removal, remove_blocks, remove_branches
+from ..model.sidecar import LineageStep, Sidecar
+from ..graph.surgery import SELF_CHECK_IMAGES, RemovalCheck, RemovedUnit, check_removal, remove_blocks, remove_branches
 from ..training.config import FitConfig
 from ..training.evaluate import accuracy
 from ..training.loop import fit
@@ -86,8 +86,9 @@ class PrunePlan:
     """Which units go (indices into the model's current units: its blocks, or under ``granularity`` branch its
     blocks split into branches), and what that saves.
 
-    ``removed``: per removed unit, its index, path (a branch: its name, ``blocks.3:attn``), parameters, FLOPs
-    and own DropPath layers (a branch also: block path, depth, DropPath call, kind, label, removal record);
+    ``removed``: the removed units (:class:`compress.graph.surgery.RemovedUnit`: index, path, a branch's name
+    ``blocks.3:attn``, parameters, FLOPs, own DropPath layers; a branch also its block, DropPath call, kind, label
+    and removal record);
     ``remove_paths``: the blocks removed whole; ``remove_branches``: the branches whose body goes;
     ``keep_flops``: the FLOPs budget it was planned for (None: planned by count or by hand).
     """
@@ -105,7 +106,7 @@ class PrunePlan:
     flops_after: int
     out: str | None = None
     keep_flops: float | None = None
-    removed: list[dict] = field(default_factory=list)
+    removed: list[RemovedUnit] = field(default_factory=list)
     granularity: str = "block"
     remove_branches: list[dict] = field(default_factory=list)   # branches whose body goes (the rest of a block)
 
@@ -113,18 +114,37 @@ class PrunePlan:
     def flops_ratio(self) -> float:
         return self.flops_after / self.flops_before if self.flops_before else 1.0
 
-    def units(self) -> list[Unit]:
-        """The removed units (blocks, branches) as surgery sees them."""
-        return [Unit(r["block_path"], tuple(r["own_droppath"]), r["depth"], call=r["call"], record=r["record"],
-                     name=r["label"]) if "call" in r else Unit(r["path"], tuple(r["own_droppath"]), r["index"])
-                for r in self.removed]
-
     def removed_labels(self) -> list[str]:
         """The removed units as a reader names them: ``attn at depth 3``, ``block 5``."""
-        return [r.get("label") or f"block {r['index']}" for r in self.removed]
+        return [u.name for u in self.removed]
 
     def to_json(self) -> dict:
-        return {**asdict(self), "flops_ratio": self.flops_ratio}
+        return {**asdict(self), "removed": [u.to_json() for u in self.removed], "flops_ratio": self.flops_ratio}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "PrunePlan":
+        """A plan as :meth:`to_json` wrote it (``removed`` entries with or without ``granularity``)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names and k != "removed"},
+                   removed=[RemovedUnit.from_json(r) for r in d.get("removed") or []])
+
+
+@dataclass
+class PruneAccuracy:
+    """Test accuracies around a prune; None where not measured (no test data; no healing)."""
+
+    original: float | None = None
+    after_removal: float | None = None
+    after_healing: float | None = None
+
+    @property
+    def final(self) -> float | None:
+        """The pruned model's: after healing, else after removal."""
+        return self.after_healing if self.after_healing is not None else self.after_removal
+
+    def to_json(self) -> dict:
+        """The measured ones only (as plans and lineage steps have always recorded them)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -135,16 +155,18 @@ class PruneResult:
     plan: PrunePlan
     written: bool
     dry_run: bool = False
-    accuracy: dict = field(default_factory=dict)
+    accuracy: PruneAccuracy = field(default_factory=PruneAccuracy)
     best_epoch: int | None = None
     out: str | None = None
     export: dict | None = None   # export.json of the healed model, when asked for
-    surgery_check: dict | None = None   # the self-check's figure (compress.graph.surgery.RemovalCheck)
+    surgery_check: RemovalCheck | None = None   # the self-check's figure
 
     def to_json(self) -> dict:
         if self.dry_run:
             return {"plan": self.plan.to_json(), "written": False}
-        out = {"plan": self.plan.to_json(), "surgery_check": self.surgery_check, "accuracy": self.accuracy,
+        out = {"plan": self.plan.to_json(),
+               "surgery_check": self.surgery_check.to_json() if self.surgery_check is not None else None,
+               "accuracy": self.accuracy.to_json(),
                "best_epoch": self.best_epoch, "written": self.written, "out": self.out}
         if self.export is not None:
             out["export"] = self.export
@@ -202,14 +224,6 @@ def _removal(target: PruneTarget, criterion: str, ctx: Context, total: int) -> t
     return select(criterion, ctx, _n_remove(target.keep, n)), criterion
 
 
-def _unit_record(u) -> dict:
-    out = {"index": u.index, "path": u.path, "params": u.params, "flops": u.flops, "own_droppath": list(u.own_droppath)}
-    if isinstance(u, Branch):
-        out.update(own_droppath=list(u.block_droppath), block_path=u.block_path, depth=u.block, call=u.call,
-                   kind=u.kind, label=u.label, record=u.removal())
-    return out
-
-
 def _check_unit_criterion(criterion: str, units: list) -> None:
     if criterion in BLOCK_ONLY_CRITERIA and any(isinstance(u, Branch) for u in units):
         raise CompressError(f"criterion {criterion!r} compares a whole block's input and output, which a branch does "
@@ -243,7 +257,7 @@ def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERIO
                      remove=remove, remove_paths=surgery.block_paths,
                      params_before=params, params_after=params - sum(b.params for b in gone),
                      flops_before=total, flops_after=total - sum(b.flops for b in gone), keep_flops=keep_flops,
-                     removed=[_unit_record(u) for u in gone], granularity=granularity,
+                     removed=[u.removed_unit() for u in gone], granularity=granularity,
                      remove_branches=[b.removal() for b in surgery.branches])
 
 
@@ -273,7 +287,7 @@ def _out_path(model_path: Path, out, p: PrunePlan, data: str | None, export_dir)
 @dataclass
 class _Healed:
     student: object
-    accuracy: dict
+    accuracy: PruneAccuracy
     history: list
     best_epoch: int | None
     check: RemovalCheck | None = None
@@ -299,7 +313,7 @@ def _removed(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: ModelData
     student = copy.deepcopy(teacher.model)
     remove_blocks(student, p.remove_paths)
     remove_branches(student, p.remove_branches)
-    check = check_removal(teacher.model, student, p.units(), _check_batch(ds, teacher.input_shape, seed),
+    check = check_removal(teacher.model, student, p.removed, _check_batch(ds, teacher.input_shape, seed),
                           rebuild=lambda: copy.deepcopy(teacher.model))
     progress.log(f"surgery self-check: max abs diff {check.max_abs_diff:.2g} on {check.images} images "
                  f"(allowed {check.tolerance:g})")
@@ -310,20 +324,19 @@ def _remove_and_heal(model_path: Path, teacher: ModelBundle, p: PrunePlan, ds: M
                      progress: Progress, shard: tuple[int, int], ck: Checkpointing | None = None) -> _Healed:
     wrap = data_parallel(shard)
     student, check = _removed(model_path, teacher, p, ds, heal.seed, progress)
-    acc = {}
+    acc = PruneAccuracy()
     if ds is not None:
-        acc["original"] = accuracy(teacher.model, ds, "test")
-        acc["after_removal"] = accuracy(student, ds, "test")
-        progress.log(f"test accuracy: original {acc['original']:.4f}, after removing "
-                     f"{len(p.remove)} blocks {acc['after_removal']:.4f}")
+        acc.original, acc.after_removal = accuracy(teacher.model, ds, "test"), accuracy(student, ds, "test")
+        progress.log(f"test accuracy: original {acc.original:.4f}, after removing "
+                     f"{len(p.remove)} blocks {acc.after_removal:.4f}")
     healed = _Healed(student, acc, [], None, check,
                      ds.preprocess.augment if ds is not None and heal.epochs > 0 else None)
     if heal.epochs > 0:
         res = fit(student, ds, heal.fit_config(), teacher=teacher.model if heal.distill else None, progress=progress,
                   shard=shard, wrap=wrap, checkpoint=ck)
         healed.history, healed.best_epoch = res.history, res.best_epoch
-        acc["after_healing"] = accuracy(student, ds, "test")
-        progress.log(f"test accuracy after healing: {acc['after_healing']:.4f} (best epoch {res.best_epoch})")
+        acc.after_healing = accuracy(student, ds, "test")
+        progress.log(f"test accuracy after healing: {acc.after_healing:.4f} (best epoch {res.best_epoch})")
     return healed
 
 
@@ -331,8 +344,8 @@ def _branch_step(p: PrunePlan) -> dict:
     """A branch-level prune step's record: its granularity and the units removed, by name (attn at depth 3)."""
     if p.granularity != "branch":
         return {}
-    units = [{"unit": r["path"], "kind": r.get("kind", "block"), "depth": r.get("depth", r["index"]), "label": label}
-             for r, label in zip(p.removed, p.removed_labels())]
+    units = [{"unit": u.path, "kind": u.kind or "block", "depth": u.depth if u.is_branch else u.index, "label": u.name}
+             for u in p.removed]
     return {"granularity": "branch", "removed_units": units}
 
 
@@ -356,7 +369,7 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
     original_flops = parent.prune_steps[0].get("flops_before") if parent.prune_steps else p.flops_before
     # the hash of the bytes the teacher was loaded from (checked against them when read), not of a new read
     parent_sha = teacher.sidecar.weights_sha256 or sha256(model_path)
-    step = {"parent": str(model_path.resolve()), "parent_sha256": parent_sha, "keep": keep,
+    step = LineageStep.of("prune", str(model_path.resolve()), parent_sha256=parent_sha, keep=keep, **{
             "keep_total": len(kept_blocks) / (len(kept_blocks) + len(all_removed)), "criterion": p.criterion,
             "keep_flops": p.keep_flops, "flops_before": p.flops_before, "flops_after": total,
             "flops_ratio": total / p.flops_before,
@@ -366,17 +379,16 @@ def _child_sidecar(model_path: Path, teacher: ModelBundle, p: PrunePlan, healed:
             "blocks_after": p.blocks_after,
             "healing": {**asdict(heal), "best_epoch": healed.best_epoch, "history": healed.history,
                         "data": stored_source(source), "augment": healed.augment},
-            "accuracy": acc}
+            "accuracy": acc.to_json()})
     return parent.replace(
         drop=("statistics_sums",),  # the raw sums describe the parent's blocks
         removed_blocks=all_removed, blocks=[b.to_json() for b in kept_blocks],
         **_branch_fields(parent, p, kept_units),
         params=count_params(healed.student), flops=total,
         statistics=[s for s in parent.statistics if s["block"] in kept_paths] if parent.statistics else None,
-        metrics={"test_accuracy": acc.get("after_healing", acc.get("after_removal")),
-                 "accuracy_original": acc.get("original"), "accuracy_after_removal": acc.get("after_removal"),
-                 "accuracy_after_healing": acc.get("after_healing")},
-        lineage=list(parent.lineage) + [step])
+        metrics={"test_accuracy": acc.final, "accuracy_original": acc.original,
+                 "accuracy_after_removal": acc.after_removal, "accuracy_after_healing": acc.after_healing},
+        lineage=list(parent.lineage) + [step.to_json()])
 
 
 def prune(model_path, keep: float | None = None, blocks: list[int] | None = None,
@@ -429,7 +441,7 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
             {"removed_branches": p.remove_branches} if p.remove_branches else {})}, resume=resume)
         healed = _remove_and_heal(model_path, teacher, p, ds, heal, progress, (rank, n_ranks), ck)
         result = PruneResult(p, written=rank == 0, accuracy=healed.accuracy, best_epoch=healed.best_epoch,
-                             out=str(out), surgery_check=healed.check.to_json())
+                             out=str(out), surgery_check=healed.check)
         if rank == 0:
             save_model(healed.student, out, _child_sidecar(model_path, teacher, p, healed, keep, heal, source))
             progress.log(f"wrote {out}")

@@ -91,7 +91,7 @@ def _point(original: Path, key: str, how: dict, target: Path, out_dir: Path, cri
         res = prune(original, criterion=criterion, out=target, data=data, heal=heal, progress=progress,
                     resume=None, **how)  # a point interrupted while healing goes on from its checkpoint
         ensure_export(target, out_dir / "exports" / target.stem, export, progress=progress)
-        return {"status": "done", "model": str(target), "accuracy": res.accuracy, "removed": res.plan.remove_paths,
+        return {"status": "done", "model": str(target), "accuracy": res.accuracy.to_json(), "removed": res.plan.remove_paths,
                 "flops_ratio": res.plan.flops_ratio}
     except Exception as e:  # noqa: BLE001 - one failed point must not stop the others
         msg = str(e) if isinstance(e, CompressError) else f"{type(e).__name__}: {e}"

@@ -17,7 +17,7 @@ from ..model.bundle import (ArchSpec, build_model, canonical_spec, check_class_k
 from ..model.paths import check_outputs, check_room, data_inputs, model_inputs, model_outputs
 from ..model.pretrained import Pretrained, load_pretrained, read_pretrained
 from ..common.progress import NULL, Progress
-from ..model.sidecar import Sidecar, read_sidecar
+from ..model.sidecar import LineageStep, Sidecar, read_sidecar
 from ..training.config import FitConfig, FitResult
 from ..training.evaluate import accuracy
 from ..training.loop import fit, seed_everything
@@ -43,7 +43,7 @@ def _start(init, arch, arch_kwargs, input_shape) -> _Start:
         bundle = load_model(init, arch=arch, arch_kwargs=arch_kwargs, input_shape=input_shape)
         base = bundle.sidecar
         return _Start(bundle.model, bundle.arch, bundle.input_shape,
-                      list(base.lineage) + [{"parent": str(init), "step": "train"}], base.removed_blocks,
+                      list(base.lineage) + [LineageStep.of("train", str(init)).to_json()], base.removed_blocks,
                       list(base.removed_branches), base.blocks_from, preprocess=base.preprocess)
     pretrained = read_pretrained(init) if init is not None else None
     if arch is None and init is not None:
