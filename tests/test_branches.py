@@ -1,5 +1,4 @@
 """Branch discovery (compress.graph.branches): one unit per DropPath call of a block's own DropPath."""
-import numpy as np
 import paddle
 import pytest
 

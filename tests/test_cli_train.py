@@ -77,7 +77,21 @@ def test_fine_tune_from_weights_and_blocks_command(linear_model, tmp_path):
     assert res.exit_code == 0 and "blocks.7" in res.stdout and "own" in res.stdout
 
 
-def test_bad_inputs(tmp_path, linear_model):
+@pytest.mark.parametrize("args,words", [
+    (["--arch", "resnet9000"], "unknown architecture"),
+    ([*TINY, "--arch-kwargs", "{width: 4"], "not valid JSON"),
+    ([*TINY, "--drop-path-rate", 1.0], "[0, 1)"),
+    ([*TINY, "--drop-path-rate", -0.1], "[0, 1)"),
+    ([*TINY, "--lr", "nan"], "finite"),
+    ([*TINY, "--schedule", "adaptive", "--target-keep", 0.5, "--drop-path-rate", 0.8],
+     "--max-rate (0.7) must be in [--drop-path-rate (0.8), 1)"),
+    ([*TINY, "--arch-kwargs", '{"num_classes": 3}'], "--arch-kwargs sets num_classes 3 but the data has 10 classes"),
+], ids=["unknown-arch", "bad-json", "rate-1", "rate-negative", "lr-nan", "max-rate-below-rate", "num-classes"])
+def test_bad_train_flags_one_error_line(tmp_path, args, words):
+    assert words in one_line_error(invoke("train", *args, "--out", tmp_path / "o.pdparams"))
+
+
+def test_bad_input_files(tmp_path, linear_model):
     out = tmp_path / "o.pdparams"
     # missing file
     assert "no such file" in one_line_error(invoke("train", tmp_path / "nope.pdparams", "--out", out))
@@ -96,15 +110,6 @@ def test_bad_inputs(tmp_path, linear_model):
     assert "do not match" in err and "shape" in err
     err = one_line_error(invoke("blocks", linear_model, "--arch", "tiny_models:TinyTransformer"))
     assert "missing" in err and "unexpected" in err
-    # unknown architecture, bad JSON, drop rate out of range
-    assert "unknown architecture" in one_line_error(invoke("train", "--arch", "resnet9000", "--out", out))
-    assert "not valid JSON" in one_line_error(invoke("train", *TINY, "--arch-kwargs", "{width: 4", "--out", out))
-    assert "[0, 1)" in one_line_error(invoke("train", *TINY, "--drop-path-rate", 1.0, "--out", out))
-    assert "[0, 1)" in one_line_error(invoke("train", *TINY, "--drop-path-rate", -0.1, "--out", out))
-    assert "finite" in one_line_error(invoke("train", *TINY, "--lr", "nan", "--out", out))
-    err = one_line_error(invoke("train", *TINY, "--schedule", "adaptive", "--target-keep", 0.5,
-                                "--drop-path-rate", 0.8, "--out", out))
-    assert "--max-rate (0.7) must be in [--drop-path-rate (0.8), 1)" in err
     np.savez(tmp_path / "five.npz", x=np.random.rand(40, 5, 8, 8), y=np.arange(40) % 10)
     assert "cannot adapt 5-channel" in one_line_error(invoke("train", *TINY, "--data", tmp_path / "five.npz",
                                                              "--out", out))
@@ -114,9 +119,6 @@ def test_bad_inputs(tmp_path, linear_model):
     (tmp_path / "bad" / "a").mkdir(parents=True)
     (tmp_path / "bad" / "a" / "x.png").write_text("nope")
     assert "unreadable image" in one_line_error(invoke("train", *TINY, "--data", tmp_path / "bad", "--out", out))
-    # output width that does not match the classes
-    err = one_line_error(invoke("train", *TINY, "--arch-kwargs", '{"num_classes": 3}', "--out", out))
-    assert "--arch-kwargs sets num_classes 3 but the data has 10 classes" in err
     # a crafted pickle is refused, runs nothing
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pdparams"

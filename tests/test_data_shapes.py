@@ -30,14 +30,17 @@ def test_splits_are_balanced_and_large_enough():
     assert src.describe()["test"] * 0.005 >= 10  # 0.5 points are at least 10 test images
 
 
-def test_spec_and_errors():
+def test_spec():
     assert source_kind("shapes") == "shapes" and source_kind("shapes:500:3") == "shapes"
     assert parse_spec("shapes:500:3") == (500, 3)
     src = open_source("shapes:500:3")
     assert src.describe()["source"] == "shapes:500:3" and src.size("test") == 100
-    for bad in ("shapes:x", "shapes:5", "shapes:500:-1", "shapes:1:2:3"):
-        with pytest.raises(CompressError, match="shapes"):
-            parse_spec(bad)
+
+
+@pytest.mark.parametrize("bad", ["shapes:x", "shapes:5", "shapes:500:-1", "shapes:1:2:3"])
+def test_bad_spec_is_refused(bad):
+    with pytest.raises(CompressError, match="shapes"):
+        parse_spec(bad)
 
 
 def test_rendered_at_the_model_input_size_through_the_eval_transform():

@@ -16,10 +16,13 @@ def _img(w=40, h=30, mode="RGB"):
     return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).convert(mode)
 
 
+@pytest.mark.parametrize("bad", [(2, 8, 8), (3, 0, 8), (3, 8)], ids=["two-channels", "zero-height", "two-dims"])
+def test_bad_input_shape_is_refused(bad):
+    with pytest.raises(CompressError, match="input shape"):
+        Preprocess(bad)
+
+
 def test_validation():
-    for bad in ((2, 8, 8), (3, 0, 8), (3, 8)):
-        with pytest.raises(CompressError, match="input shape"):
-            Preprocess(bad)
     with pytest.raises(CompressError, match="--normalize must be one of half, imagenet"):
         Preprocess((3, 8, 8), normalize="zscore")
     with pytest.raises(CompressError, match="--augment"):

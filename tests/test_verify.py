@@ -74,7 +74,7 @@ def test_every_kind_of_tampering_is_found(models, tmp_path):
 def test_report_never_times_a_tampered_export(models, tmp_path, monkeypatch):
     """Replace a cached export's model.onnx and paddle/* with another model's valid files: report must
     re-export (or refuse), not time them under the old name."""
-    (a, a_exp), (b, b_exp) = models["a"], models["b"]
+    (a, _), (_, b_exp) = models["a"], models["b"]
     rep = tmp_path / "rep"
     assert invoke("report", a, "--out", rep, *FAST).exit_code == 0
     cached = rep / "exports" / "a"
@@ -97,7 +97,7 @@ def test_report_never_times_a_tampered_export(models, tmp_path, monkeypatch):
 
 
 def test_an_export_changed_after_verification_is_not_timed(models, tmp_path, monkeypatch):
-    (a, _), (b, b_exp) = models["a"], models["b"]
+    (a, _), (_, b_exp) = models["a"], models["b"]
     rep = tmp_path / "rep"
     real = report_workflow.ensure_export
 

@@ -70,7 +70,15 @@ def test_prune_heal_reload_and_reprune(trained, tmp_path):
     assert abs(sc["lineage"][-1]["keep_total"] - 0.25) < 1e-9
 
 
-def test_default_output_name_and_every_criterion(trained, tmp_path):
+@pytest.mark.parametrize("crit", ["importance", "residual", "every-other", "last", "random", "block-influence",
+                                  "angular"])
+def test_every_criterion_plans_a_dry_run(trained, crit):
+    res = invoke("prune", trained, "--keep", 0.5, "--criterion", crit, "--dry-run", "--json")
+    assert res.exit_code == 0, (crit, res.output)
+    assert len(json.loads(res.stdout)["plan"]["remove"]) == 2
+
+
+def test_default_output_name_and_explicit_blocks(trained, tmp_path):
     import shutil
 
     src = tmp_path / "m.pdparams"
@@ -79,24 +87,27 @@ def test_default_output_name_and_every_criterion(trained, tmp_path):
     res = invoke("prune", src, "--keep", 0.8, "--epochs", 0)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "m.keep0.8.pdparams").is_file() and (tmp_path / "m.keep0.8.compress.json").is_file()
-    for crit in ("importance", "residual", "every-other", "last", "random", "block-influence", "angular"):
-        res = invoke("prune", src, "--keep", 0.5, "--criterion", crit, "--dry-run", "--json")
-        assert res.exit_code == 0, (crit, res.output)
-        assert len(json.loads(res.stdout)["plan"]["remove"]) == 2
     res = invoke("prune", src, "--blocks", "0,3", "--dry-run", "--json")
     assert json.loads(res.stdout)["plan"]["remove"] == [0, 3]
 
 
+@pytest.mark.parametrize("args,words", [
+    (["--keep", 0], "--keep must be in (0, 1]"),
+    (["--keep", 1.5], "--keep must be in (0, 1]"),
+    (["--keep", 0.1], "leaves no block"),
+    (["--blocks", "1,9"], "out of range"),
+    (["--blocks", "1,1"], "repeats"),
+    (["--blocks", "0,1,2,3"], "all 4 blocks"),
+    (["--keep", 0.5, "--criterion", "magic"], "unknown criterion"),
+    (["--keep", 0.5, "--lr", "nan"], "finite"),
+    (["--keep", 0.5, "--temperature", "nan"], "finite"),
+], ids=["keep-0", "keep-1.5", "keep-0.1", "block-out-of-range", "block-repeats", "every-block", "criterion",
+        "lr-nan", "temperature-nan"])
+def test_bad_prune_flags_one_error_line(trained, args, words):
+    assert words in one_line_error(invoke("prune", trained, *args))
+
+
 def test_bad_inputs(trained, tmp_path):
-    assert "--keep must be in (0, 1]" in one_line_error(invoke("prune", trained, "--keep", 0))
-    assert "--keep must be in (0, 1]" in one_line_error(invoke("prune", trained, "--keep", 1.5))
-    assert "leaves no block" in one_line_error(invoke("prune", trained, "--keep", 0.1))
-    assert "out of range" in one_line_error(invoke("prune", trained, "--blocks", "1,9"))
-    assert "repeats" in one_line_error(invoke("prune", trained, "--blocks", "1,1"))
-    assert "all 4 blocks" in one_line_error(invoke("prune", trained, "--blocks", "0,1,2,3"))
-    assert "unknown criterion" in one_line_error(invoke("prune", trained, "--keep", 0.5, "--criterion", "magic"))
-    assert "finite" in one_line_error(invoke("prune", trained, "--keep", 0.5, "--lr", "nan"))
-    assert "finite" in one_line_error(invoke("prune", trained, "--keep", 0.5, "--temperature", "nan"))
     # healing data that does not fit the model
     np.savez(tmp_path / "three.npz", x=np.random.rand(40, 8, 8), y=np.arange(40) % 3)
     err = one_line_error(invoke("prune", trained, "--keep", 0.5, "--data", tmp_path / "three.npz", "--out",

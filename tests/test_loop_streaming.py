@@ -2,7 +2,6 @@
 the preprocess recorded by train and reused by prune, ModelData's choice of preprocessing."""
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
