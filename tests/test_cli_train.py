@@ -130,3 +130,28 @@ def test_bad_input_files(tmp_path, linear_model):
     res = invoke("train", *TINY, "--epochs", 0, "--drop-path-rate", 0, "--out", out)
     assert res.exit_code == 0, res.output
     assert "no survival statistics" in one_line_error(invoke("stats", out))
+
+
+def test_weak_evidence_is_warned_about_and_empty_statistics_refused(tmp_path):
+    one = tmp_path / "one.pdparams"
+    res = invoke("train", *TINY, "--epochs", 1, "--schedule", "adaptive", "--target-keep", 0.5, "--out", one, "--json")
+    assert res.exit_code == 0, res.output
+    (w,) = json.loads(res.stdout)["warnings"]
+    assert "adaptive schedule never adapted" in w and "warning: the adaptive schedule never adapted" in res.stderr
+    res = invoke("prune", one, "--keep", 0.5, "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    assert any("survival carries no information" in w for w in json.loads(res.stdout)["plan"]["warnings"])
+    zero = tmp_path / "zero.pdparams"
+    assert invoke("train", *TINY, "--epochs", 0, "--out", zero).exit_code == 0
+    err = one_line_error(invoke("prune", zero, "--keep", 0.5, "--dry-run"))
+    assert "are empty" in err and "every-other" in err
+    assert invoke("prune", zero, "--keep", 0.5, "--criterion", "last", "--dry-run").exit_code == 0
+
+
+def test_a_tiny_test_split_is_warned_about(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "few.npz", x=rng.random((60, 8, 8)).astype("float32"), y=np.arange(60) % 10)
+    res = invoke("train", *TINY, "--data", tmp_path / "few.npz", "--epochs", 1, "--out", tmp_path / "m.pdparams",
+                 "--json")
+    assert res.exit_code == 0, res.output
+    assert any(w.startswith("only 12 test images") for w in json.loads(res.stdout)["warnings"])

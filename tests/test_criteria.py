@@ -82,3 +82,30 @@ def test_angular_needs_a_contiguous_same_shape_run():
     assert select("angular", ctx, 2) in ([0, 1], [2, 3])
     with pytest.raises(CompressError, match="contiguous"):
         select("angular", ctx, 3)
+
+
+def test_survival_of_an_adaptive_run_that_never_adapted_ranks_by_importance_and_says_so():
+    from compress.pruning.criteria import evidence_warnings
+    st = _stats([0.95, 0.1, 0.95, 0.1, 0.95, 0.1, 0.95, 0.95], [1, 0.5, 2, -0.1, 3, 0.2, 0.05, 4])
+    stuck = _ctx(st)
+    stuck.adapted = False
+    assert select("survival", stuck, 3) == select("importance", stuck, 3) == [3, 5, 6]
+    assert "never adapted" in evidence_warnings(stuck, "survival")[0]
+    assert "mirrors the drop rates" in evidence_warnings(_ctx(st, schedule="linear"), "survival")[0]
+    assert evidence_warnings(_ctx(st), "survival") == []   # adapted, with no sample counts: nothing to doubt
+
+
+def test_empty_statistics_are_refused_naming_the_criteria_that_need_none():
+    empty = _stats([None] * 8, [None] * 8)
+    for name in ("survival", "importance"):
+        with pytest.raises(CompressError, match="are empty.*every-other, last, random, block-influence, angular"):
+            select(name, _ctx(empty), 2)
+
+
+def test_units_dropped_on_few_samples_are_named():
+    from compress.pruning.criteria import MIN_DROPPED, evidence_warnings
+    st = _stats([0.9] * 4, [0.1, 0.2, 0.3, 0.4])
+    for s, dropped in zip(st, (0, MIN_DROPPED - 1, MIN_DROPPED, 500)):   # never dropped: not measured, not thin
+        s.update(samples_seen=1000, samples_kept=1000 - dropped)
+    (w,) = evidence_warnings(_ctx(st, n=4), "importance")
+    assert w.startswith(f"1 of 4 units were dropped on fewer than {MIN_DROPPED} samples (b.1)")

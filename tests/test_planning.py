@@ -112,7 +112,8 @@ def test_a_sidecar_with_a_mistyped_check_is_refused(sample, tmp_path):
 
 
 def test_keep_column_shows_the_flops_ratio():
-    from compress.measure.reporting import build_report, render_table
+    from compress.measure.reporting import build_report
+    from compress.measure.summary import render_table
 
     def entry(name, keep, parent, flops, keep_flops=None):
         return {"name": name, "path": f"/m/{name}.pdparams", "keep": keep, "parent": parent, "accuracy": 0.9,
@@ -122,7 +123,7 @@ def test_keep_column_shows_the_flops_ratio():
     rep = build_report([entry("m", 1.0, None, 1000), entry("m.flops0.6", 0.5, "m", 516, 0.516),
                         entry("m.keep0.5", 0.5, "m", 516)], None)
     keeps = {r["model"]: r["keep"] for r in render_table(rep)}
-    assert keeps == {"m *": "1", "m.flops0.6": "F0.52", "m.keep0.5": "0.5"}
+    assert keeps == {"m *": "1 (4 of 4 blocks)", "m.flops0.6": "F0.52 (4 of 4 blocks)", "m.keep0.5": "0.5 (4 of 4 blocks)"}
     assert [r["keep_flops"] for r in rep["rows"]] == [None, 0.516, None]
 
 

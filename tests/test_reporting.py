@@ -4,10 +4,12 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
 
 from compress.common.errors import CompressError
-from compress.measure.reporting import ROW_KEYS, TABLE_COLUMNS, build_report, headline, render_table
+from compress.measure.reporting import ROW_KEYS, build_report
+from compress.measure.summary import TABLE_COLUMNS, headline, render_table
 from compress.measure.rendering import write_report
 
 MACHINE = {"cpu": "Test CPU", "logical_cores": 2, "usable_cores": 2, "threads": 1, "os": "Linux", "python": "3.11",
@@ -209,3 +211,33 @@ def test_numbers_are_finite_floats(entries):
     for r in rep["rows"]:
         for k in ("speedup", "latency_ratio", "flops_ratio"):
             assert r[k] is None or math.isfinite(r[k])
+
+
+def test_accuracies_carry_intervals_image_counts_and_noise_flags(entries):
+    n = 1000
+    right = {"original": 980, "keep0.75": 975, "keep0.5": 940}
+    for e in entries:
+        c = np.zeros(n, bool)
+        c[:right[e["name"]]] = True
+        e["correct"], e["accuracy"] = c, right[e["name"]] / n
+    rep = build_report(entries, MACHINE)
+    assert all("correct" not in m for m in rep["models"]) and "correct" not in entries[0]["runtimes"][0]
+    r = _row(rep, "keep0.75", "onnxruntime", 1)
+    assert r["test_images"] == n and r["accuracy_low"] < 0.975 < r["accuracy_high"]
+    assert r["accuracy_delta_images"] == -5 and r["accuracy_inside_noise"] is True
+    r = _row(rep, "keep0.5", "onnxruntime", 1)
+    assert r["accuracy_delta_images"] == -40 and r["accuracy_inside_noise"] is False
+    (row,) = [t for t in render_table(rep) if t["model"] == "keep0.75" and t["runtime"] == "ONNX Runtime"
+              and t["batch"] == "1"]
+    assert row["Δ images"] == "-5 of 1000 (noise)" and row["keep"] == "0.75 (6 of 8 blocks)"
+    assert rep["headline"].endswith("-0.5 points (-5 of 1000 test images, inside the noise)")
+    assert any("95 % Wilson" in note for note in rep["notes"])
+
+
+def test_a_busy_machine_and_spread_latencies_are_flagged(entries):
+    entries[0]["runtimes"][0]["latency_ms_p90"] = entries[0]["runtimes"][0]["latency_ms_p50"] * 2
+    rep = build_report(entries, MACHINE, settings={"load_average": [0.2, 3.5]})
+    warnings = [n for n in rep["notes"] if n.startswith("WARNING")]
+    assert len(warnings) == 2 and "load average 3.5 on 2" in warnings[0] and "keep0.75 on Paddle" in warnings[1]
+    assert not any(n.startswith("WARNING") for n in build_report([dict(e) for e in entries[1:]], MACHINE,
+                                                                 settings={"load_average": [0.2, 0.4]})["notes"])

@@ -89,12 +89,12 @@ def test_user_named_file_is_remembered_until_it_changes(tmp_path):
     res = invoke("train", "--arch", f"{net}:build", "--input-shape", "1,8,8", "--epochs", 0, "--out", out)
     assert res.exit_code == 0, res.output
     assert json.loads(sidecar_path(out).read_text())["arch"]["spec"] == f"{net.resolve()}:build"
-    res = invoke("prune", out, "--keep", 0.5, "--epochs", 0, "--out", tmp_path / "p.pdparams")
+    res = invoke("prune", out, "--keep", 0.5, "--epochs", 0, "--criterion", "last", "--out", tmp_path / "p.pdparams")
     assert res.exit_code == 0, res.output  # named by the user once: no flag needed later
     net.write_text(net.read_text() + "# edited\n")
-    err = one_line_error(invoke("prune", out, "--keep", 0.5, "--epochs", 0, "--out", tmp_path / "q.pdparams"))
+    err = one_line_error(invoke("prune", out, "--keep", 0.5, "--epochs", 0, "--criterion", "last", "--out", tmp_path / "q.pdparams"))
     assert "changed since you trusted it" in err
-    res = invoke("--trust-arch", "prune", out, "--keep", 0.5, "--epochs", 0, "--out", tmp_path / "q.pdparams")
+    res = invoke("--trust-arch", "prune", out, "--keep", 0.5, "--epochs", 0, "--criterion", "last", "--out", tmp_path / "q.pdparams")
     assert res.exit_code == 0, res.output
     os.environ.pop(trust.TRUST_ENV, None)
     res = invoke("blocks", out)  # the new content is remembered now

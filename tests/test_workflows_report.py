@@ -48,6 +48,24 @@ def test_report_writes_four_files_with_documented_rows(family, tmp_path):
     assert res.exit_code == 0 and "ONNX Runtime" in res.stdout and "Paddle Inference" in res.stdout
 
 
+def test_report_times_a_given_export_where_it_is(family, tmp_path):
+    base, pruned = family
+    exp = tmp_path / "exp"
+    assert invoke("export", pruned, "--out", exp).exit_code == 0
+    before = {f: f.stat().st_mtime_ns for f in exp.rglob("*") if f.is_file()}
+    res = invoke("report", base, exp, "--out", tmp_path / "rep", *FAST, "--json")
+    assert res.exit_code == 0, res.output
+    assert f"{exp}: a verified export of {pruned}, reused" in res.stderr
+    rep = json.loads(res.stdout)
+    assert {r["model"] for r in rep["rows"]} == {"tiny", "tiny.keep0.5"}
+    assert sorted(p.name for p in (tmp_path / "rep" / "exports").iterdir()) == ["tiny"]   # not exported again
+    assert {f: f.stat().st_mtime_ns for f in exp.rglob("*") if f.is_file()} == before    # nor touched
+    # an export whose files no longer match its export.json is refused, not timed
+    (exp / "model.onnx").write_bytes(b"not the model")
+    err = one_line_error(invoke("report", base, exp, "--out", tmp_path / "rep2", *FAST))
+    assert "not a verified export" in err and not (tmp_path / "rep2").exists()
+
+
 def test_report_bad_input(tmp_path):
     assert "no such file" in one_line_error(invoke("report", tmp_path / "none.pdparams", "--out", tmp_path / "r"))
     assert "--batch" in one_line_error(invoke("report", tmp_path / "none.pdparams", "--batch", "0"))

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from compress.common.errors import CompressError
 from compress.measure.latency import MIN_WARMUP, TIMING
-from compress.measure.reporting import TABLE_COLUMNS, render_table
+from compress.measure.summary import TABLE_COLUMNS, render_table
 from compress.workflows.report import report as report_models
 
 from ..options import (ATOL, INT8, INT8_FORCE, INT8_SCHEMES, INT8_SECONDS, MAX_ACC_DROP, MIN_ARGMAX, MIN_TOP5, RTOL,
@@ -18,7 +18,7 @@ from ..options import (ATOL, INT8, INT8_FORCE, INT8_SCHEMES, INT8_SECONDS, MAX_A
 from ..output import emit_json, stdout
 from ..progress import RichProgress
 
-COMPACT = ("model", "keep", "blocks", "accuracy %", "Δ points", "FLOPs ratio", "runtime", "batch", "p50 ms",
+COMPACT = ("model", "keep", "blocks", "accuracy %", "Δ points", "Δ images", "FLOPs ratio", "runtime", "batch", "p50 ms",
            "p90 ms", "latency ratio", "speedup")
 
 THREADS = typer.Option(TIMING.threads, help="CPU threads per runtime (1 is like a small edge CPU).")
@@ -61,7 +61,9 @@ def print_report(rep: dict) -> None:
 
 
 def report(
-    models: List[Path] = typer.Argument(..., help="Models to compare: the original and its pruned descendants."),
+    models: List[Path] = typer.Argument(..., help="Models to compare: the original and its pruned descendants, as "
+                                        "weights files or as export directories (export, prune --export), "
+                                        "which are timed where they are when they verify."),
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Directory for report.json/.md/.html, pareto.png."),
     data: Optional[str] = typer.Option(None, help="Test data (default: each sidecar's)."),
     threads: int = THREADS, batch: str = BATCH, warmup: int = WARMUP, runs: int = RUNS, seconds: float = SECONDS,

@@ -10,7 +10,7 @@ from compress.data import DataOptions
 from compress.model.bundle import parse_input_shape, parse_kwargs
 from compress.training.schedules import SCHEDULES
 from compress.training.config import FitConfig
-from compress.workflows.train import train as train_model
+from compress.workflows.train import train as train_model, train_warnings
 
 from ..output import emit_json, stdout
 from ..options import AUGMENT, BLOCKS_FROM_HELP, GRANULARITY_HELP, NORMALIZE, RESIZE, WORKERS, library_default
@@ -61,7 +61,7 @@ def train(
         return  # a non-zero rank under paddle.distributed.launch: rank 0 wrote and reports
     summary = {"out": str(out), "test_accuracy": sc.metrics["test_accuracy"],
                "val_accuracy": sc.metrics["val_accuracy"], "blocks": len(sc.blocks),
-               "seconds": sc.training["seconds"], "pretrained": sc.pretrained}
+               "seconds": sc.training["seconds"], "pretrained": sc.pretrained, "warnings": train_warnings(sc)}
     if as_json:
         return emit_json(summary)
     stdout.print(f"wrote {out}: test accuracy {summary['test_accuracy'] * 100:.2f}%, "

@@ -20,10 +20,12 @@ From a benchmark script::
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import multiprocessing
 import os
 import platform
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -305,8 +307,33 @@ def measure_latency_isolated(targets: Iterable, progress: Progress = NULL, **kwa
     records = []
     for runtime, group in by_runtime.items():
         progress.log(f"timing {len(group)} model(s) on {runtime_label(runtime)} in a separate process")
-        records += _in_worker(_measure_in_this_process, group, kwargs)
+        budget = kwargs.get("max_seconds")
+        total = max(1, math.ceil(budget)) if budget else None
+        with progress.task(f"timing on {runtime_label(runtime)}, seconds", total) as advance:
+            records += _ticking(advance, total, _in_worker, _measure_in_this_process, group, kwargs)
     return records
+
+
+def _ticking(advance, total: int | None, fn, *args):
+    """``fn(*args)`` while a clock advances the progress bar once a second (the timing runs in a worker
+    process, which cannot report): its time budget is the bar's length, so the bar shows the time left."""
+    done, ticks = threading.Event(), [0]
+
+    def tick():
+        while not done.wait(1.0):
+            if total is None or ticks[0] < total:
+                ticks[0] += 1
+                advance(1)
+
+    clock = threading.Thread(target=tick, daemon=True)
+    clock.start()
+    try:
+        return fn(*args)
+    finally:
+        done.set()
+        clock.join()
+        if total is not None and ticks[0] < total:
+            advance(total - ticks[0])
 
 
 def _worker_start(parent_pid: int) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 from ..common.errors import CompressError
 from ..common.fileio import atomic_path, write_json
 from ..runtimes import runtime_label
-from .reporting import _clean, _si, keep_label, render_table
+from .reporting import _clean
+from .summary import _si, keep_label, render_table
 
 
 # --------------------------------------------------------------------------- plot
@@ -38,6 +39,24 @@ def _point_label(r: dict) -> str:
     return "orig" if r["keep"] == 1 and not r.get("parent") else keep_label(r)
 
 
+def _plot_front(ax, pts: list[dict], marker: str, label: str) -> None:
+    """One runtime's models: every point with its 95 % interval bar; the Pareto front (no other model at least as
+    accurate and as fast) joined in latency order; the y-range no tighter than the intervals."""
+    x = [r["latency_ms_p50"] for r in pts]
+    y = [r["accuracy"] * 100 for r in pts]
+    lo = [max(0.0, yi - (r.get("accuracy_low") if r.get("accuracy_low") is not None else r["accuracy"]) * 100)
+          for r, yi in zip(pts, y)]
+    hi = [max(0.0, (r.get("accuracy_high") if r.get("accuracy_high") is not None else r["accuracy"]) * 100 - yi)
+          for r, yi in zip(pts, y)]
+    bars = ax.errorbar(x, y, yerr=[lo, hi], fmt=marker, capsize=3, label=label)
+    color = bars[0].get_color()
+    front = sorted((r for r in pts if r.get("pareto")), key=lambda r: r["latency_ms_p50"])
+    if len(front) > 1:
+        ax.plot([r["latency_ms_p50"] for r in front], [r["accuracy"] * 100 for r in front], color=color)
+    for r, xi, yi in zip(pts, x, y):
+        ax.annotate(_point_label(r), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8, color=color)
+
+
 def plot_pareto(report: dict) -> bytes:
     """PNG bytes: accuracy (%) vs p50 latency (ms) per runtime; latency ratio vs FLOPs ratio beside it."""
     # optional heavy: only the plot needs matplotlib (the object API, no pyplot state, no display)
@@ -51,15 +70,10 @@ def plot_pareto(report: dict) -> bytes:
     markers = "osD^vP*X"
     batches = sorted({rows[0]["batch"] for rows in groups.values() if rows})
     for i, (rt, rows) in enumerate(sorted(groups.items())):
-        pts = sorted((r for r in rows if r["accuracy"] is not None), key=lambda r: -(r["keep"] or 0))
+        pts = [r for r in rows if r["accuracy"] is not None]
         label = runtime_label(rt)
         if pts:
-            x = [r["latency_ms_p50"] for r in pts]
-            y = [r["accuracy"] * 100 for r in pts]
-            line, = a1.plot(x, y, marker=markers[i % len(markers)], label=label)
-            for r, xi, yi in zip(pts, x, y):
-                a1.annotate(_point_label(r), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8,
-                            color=line.get_color())
+            _plot_front(a1, pts, markers[i % len(markers)], label)
         ratio = sorted((r for r in rows if r["latency_ratio"] is not None and r["flops_ratio"] is not None),
                        key=lambda r: r["flops_ratio"])
         if ratio:
@@ -68,7 +82,7 @@ def plot_pareto(report: dict) -> bytes:
     batch_txt = "batch " + ", ".join(str(b) for b in batches) if batches else "no latency measured"
     a1.set_xlabel("p50 latency (ms)")
     a1.set_ylabel("test accuracy (%)")
-    a1.set_title(f"accuracy vs latency ({batch_txt}; labels: keep ratio)", fontsize=10)
+    a1.set_title(f"accuracy vs latency ({batch_txt}; line: Pareto front; bars: 95% interval)", fontsize=10)
     a1.grid(alpha=0.3)
     a1.margins(x=0.12, y=0.08)
     if not groups:
@@ -79,9 +93,9 @@ def plot_pareto(report: dict) -> bytes:
     a2.set_xlim(0, 1.05)
     a2.set_ylim(0, max([1.05] + [r["latency_ratio"] * 1.05 for rows in groups.values() for r in rows
                                  if r["latency_ratio"] is not None]))
-    a2.set_xlabel("FLOPs ratio (model / original)")
+    a2.set_xlabel("MACs kept (FLOPs ratio, model / original)")
     a2.set_ylabel("latency ratio (p50 model / original)")
-    a2.set_title("latency vs FLOPs removed", fontsize=10)
+    a2.set_title("latency vs MACs kept", fontsize=10)
     a2.grid(alpha=0.3)
     a2.legend(fontsize=8)
     fig.tight_layout()

@@ -12,6 +12,9 @@ Entry (input) schema — keys a caller provides per model::
                        column then shows e.g. ``F0.52``)
     parent      str|None  name (or path) of the model it was pruned from; None for the original
     accuracy    float|None  test accuracy, 0..1
+    test_images int    (optional) test images the accuracy is on; ``correct``: (optional) per test image,
+                       right or not (the same images for every model): intervals and paired differences
+    data, input_shape  (optional) the test data and input size, named in the notes
     params      int    parameter count
     flops       int    multiply-accumulates of one forward pass at batch 1
     file_sizes  {file: bytes}  exported files, e.g. {"model.onnx": 123456}
@@ -37,16 +40,21 @@ report.json (output) schema::
     settings    measurement settings (threads, warmup, runs, alternation, batch sizes)
     headline    one line, see ``headline``
     notes       list of str: how the numbers were measured and what the ratios mean
-    models      the entries above, each with added:
-                  is_baseline, flops_ratio, params_ratio, accuracy_delta_points, and in each
-                  runtimes record: speedup, latency_ratio, flops_ratio
+    models      the entries above (without ``correct``), each with added:
+                  is_baseline, flops_ratio, params_ratio, accuracy_delta_points, accuracy_interval
+                  [low, high] (95 % Wilson), accuracy_delta (against the original on the same images:
+                  images, gained, lost, net_images, p_value (McNemar exact), inside_noise), and in each
+                  runtimes record: speedup, latency_ratio, flops_ratio (an INT8 record with its own
+                  accuracy also its own accuracy_interval and accuracy_delta)
     rows        flat, one per model x runtime x batch (x threads):
                   model, path, keep, keep_flops, parent, blocks, accuracy, accuracy_delta_points,
                   params, params_ratio, flops, flops_ratio, ideal_speedup (1/flops_ratio),
                   runtime, batch, threads, latency_ms_p50, latency_ms_p90, latency_ms_p99,
                   latency_ms_mean, runs, speedup, latency_ratio,
                   pareto (no other model on the same runtime/batch/threads is at least as
-                  accurate and at least as fast, and better in one; None without accuracy)
+                  accurate and at least as fast, and better in one; None without accuracy),
+                  test_images, accuracy_low, accuracy_high, accuracy_delta_images, accuracy_delta_p,
+                  accuracy_inside_noise (p >= 0.05: the difference is inside the noise)
 
 Ratios: speedup = p50(original) / p50(model) on the same runtime, batch and thread
 count (None when the original was not measured there); latency_ratio = its
@@ -63,13 +71,16 @@ import os
 
 from ..common.errors import CompressError
 from ..runtimes import runtime_label
+from .summary import _row_evidence, headline
+from .uncertainty import paired_difference, wilson_interval
 
 REPORT_FORMAT = "compress-report/1"
 _RECORD_REQUIRED = ("runtime", "batch", "latency_ms_p50")
 ROW_KEYS = ("model", "path", "keep", "keep_flops", "parent", "blocks", "accuracy", "accuracy_delta_points", "params",
             "params_ratio", "flops", "flops_ratio", "ideal_speedup", "runtime", "batch", "threads",
             "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean", "runs", "speedup",
-            "latency_ratio", "pareto")
+            "latency_ratio", "pareto", "test_images", "accuracy_low", "accuracy_high", "accuracy_delta_images",
+            "accuracy_delta_p", "accuracy_inside_noise")
 
 
 # --------------------------------------------------------------------------- numbers
@@ -126,6 +137,15 @@ def _record_key(r: dict) -> tuple:
     return (r["runtime"], int(r["batch"]), r.get("threads"))
 
 
+def _without_correct(e: dict) -> dict:
+    """An entry without its per-image correctness (nor its records'): what the report keeps of it."""
+    e = {k: v for k, v in e.items() if k != "correct"}
+    if isinstance(e.get("runtimes"), list):
+        e["runtimes"] = [{k: v for k, v in r.items() if k != "correct"} if isinstance(r, dict) else r
+                         for r in e["runtimes"]]
+    return e
+
+
 def _validate(entries) -> list[dict]:
     if not entries:
         raise CompressError("nothing to report: no models")
@@ -133,7 +153,7 @@ def _validate(entries) -> list[dict]:
     for i, e in enumerate(entries):
         if not isinstance(e, dict) or not e.get("name"):
             raise CompressError(f"report entry {i} has no name")
-        e = _clean(copy.deepcopy(e))
+        e = _clean(copy.deepcopy(_without_correct(e)))
         if e["name"] in names:
             raise CompressError(f"two models are named {e['name']!r}; names must be unique in a report")
         names.add(e["name"])
@@ -151,6 +171,43 @@ def _validate(entries) -> list[dict]:
             seen.add(key)
         out.append(e)
     return out
+
+
+def _per_image(entries) -> dict:
+    """(model, runtime or None) -> per-image correctness on the test split, taken out of the entries (a
+    model's ``correct``; an INT8 record's own): used for the intervals and paired differences, never written
+    (:func:`_validate` leaves them out of its copies)."""
+    out = {}
+    for e in entries if isinstance(entries, list) else []:
+        if isinstance(e, dict):
+            if e.get("correct") is not None:
+                out[(e.get("name"), None)] = e["correct"]
+            for r in e.get("runtimes") or []:
+                if isinstance(r, dict) and r.get("correct") is not None:
+                    out[(e.get("name"), r.get("runtime"))] = r["correct"]
+    return out
+
+
+def _judge(holder: dict, acc, n, mine, base_correct) -> None:
+    """An accuracy's interval, and its paired difference from the baseline's (same test images)."""
+    if acc is not None and n:
+        holder["accuracy_interval"] = list(wilson_interval(round(acc * n), n))
+    if mine is not None and base_correct is not None and len(mine) == len(base_correct):
+        holder["accuracy_delta"] = paired_difference(base_correct, mine).to_json()
+
+
+def _evidence(models: list[dict], base: dict | None, correct: dict) -> None:
+    """Test-image counts, Wilson intervals and paired differences (McNemar) for every model and INT8 record."""
+    base_correct = correct.get((base["name"], None)) if base else None
+    for m in models:
+        mine = correct.get((m["name"], None))
+        n = m.get("test_images") or (len(mine) if mine is not None else None)
+        m["test_images"] = n
+        _judge(m, m.get("accuracy"), n, None if m is base else mine, base_correct)
+        for r in m["runtimes"]:
+            own = correct.get((m["name"], r["runtime"]))
+            if own is not None or r.get("accuracy") is not None:
+                _judge(r, r.get("accuracy"), len(own) if own is not None else n, own, base_correct)
 
 
 def _mark_pareto(rows: list[dict]) -> None:
@@ -193,8 +250,10 @@ def build_report(entries: list[dict], machine: dict | None, baseline_name: str |
     given to ``measure_latency``) are merged over those read off the latency
     records; ``notes`` are appended to the generated ones.
     """
+    correct = _per_image(entries)
     models = _validate(entries)
     base = _find_baseline(models, baseline_name)
+    _evidence(models, base, correct)
     base_lat = {_record_key(r): r["latency_ms_p50"] for r in base["runtimes"]} if base else {}
     base_acc = base.get("accuracy") if base else None
 
@@ -223,6 +282,7 @@ def build_report(entries: list[dict], machine: dict | None, baseline_name: str |
                 "runtime": r["runtime"], "batch": r["batch"], "threads": r.get("threads"),
                 **{k: r.get(k) for k in ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean", "runs")},
                 "speedup": r["speedup"], "latency_ratio": r["latency_ratio"], "pareto": None,
+                **_row_evidence(r if "accuracy_interval" in r else m, m),
             })
     _mark_pareto(rows)
 
@@ -241,6 +301,33 @@ def build_report(entries: list[dict], machine: dict | None, baseline_name: str |
     report["notes"] = _notes(report) + list(notes or [])
     report["headline"] = headline(report)
     return report
+
+
+SPREAD_LIMIT = 1.5   # p90 / p50 above this: a latency too spread to compare on
+
+
+def _evidence_notes(report: dict) -> list[str]:
+    """What the accuracies rest on, and when the latencies cannot be trusted (load, spread)."""
+    out = []
+    sized = {(m.get("data"), m.get("test_images"), tuple(m.get("input_shape") or ())) for m in report["models"]
+             if m.get("test_images")}
+    for data, n, shape in sorted(sized, key=str):
+        size = f" at {'x'.join(map(str, shape))}" if shape else ""
+        out.append(f"Test data: {data or 'the given data'}, {n} test images{size}. Intervals are 95 % Wilson "
+                   "intervals; Δ images is the net change in test images classified right against the original "
+                   "(same images), '(noise)' where McNemar's exact test gives p >= 0.05: the test split cannot "
+                   "tell the two models apart.")
+    load, cores = report["settings"].get("load_average"), report["machine"].get("usable_cores")
+    if load and cores and max(load) > 0.5 * cores:
+        out.append(f"WARNING: the machine was busy while timing (load average {max(load):.1f} on {cores} usable "
+                   "cores, before/after): latencies and ratios may be off; re-time on an idle machine.")
+    spread = sorted({f"{r['model']} on {runtime_label(r['runtime'])} batch {r['batch']}" for r in report["rows"]
+                     if r.get("latency_ms_p50") and r.get("latency_ms_p90")
+                     and r["latency_ms_p90"] / r["latency_ms_p50"] > SPREAD_LIMIT})
+    if spread:
+        out.append(f"WARNING: p90 is more than {SPREAD_LIMIT}x p50 for {', '.join(spread)}: those latencies are too "
+                   "spread to compare closely (a busy machine, or frequency scaling); re-time.")
+    return out
 
 
 def _notes(report: dict) -> list[str]:
@@ -278,122 +365,7 @@ def _notes(report: dict) -> list[str]:
         notes.append(f"Accuracy is on the test split; Δ is in percentage points against {report['baseline']}.")
     else:
         notes.append("No original (keep 1.0, no parent) in the report: speedups and ratios are not computed.")
+    notes += _evidence_notes(report)
     notes.append("FLOPs count multiply-accumulates of one image (the paddle.flops convention). "
                  "Absolute times depend on this machine and its load: compare ratios.")
     return notes
-
-
-# --------------------------------------------------------------------------- headline & table
-def _fmt_speed(s: float) -> str:
-    if s >= 1:
-        return f"{s:.2f}x faster" if s < 1.1 else f"{s:.1f}x faster"
-    inv = 1 / s
-    return f"{inv:.2f}x slower" if inv < 1.1 else f"{inv:.1f}x slower"
-
-
-HEADLINE_POINTS = 1.0
-
-
-def headline(report: dict) -> str:
-    """One line: the smallest-keep model within 1 point of the original's accuracy (or, if
-    none is, the smallest keep) against the original, batch 1, on its best runtime.
-
-    e.g. ``keep 0.5: 1.8x faster on ONNX Runtime, -0.9 points``.
-    """
-    models = report.get("models") or []
-    base = next((m for m in models if m.get("is_baseline")), None)
-    pruned = [m for m in models if not m.get("is_baseline") and m.get("keep") is not None]
-    if base is None:
-        return "no original in the report: nothing to compare against"
-    if not pruned:
-        return f"{base['name']} only: no pruned model to compare"
-    # the smallest keep that stays within HEADLINE_POINTS of the original; else the smallest keep
-    close = [m for m in pruned if (m.get("accuracy_delta_points") or 0.0) >= -HEADLINE_POINTS]
-    k = min(m["keep"] for m in (close or pruned))
-    candidates = [m for m in pruned if m["keep"] == k]
-    rows = [r for r in report.get("rows") or [] if r["model"] in {m["name"] for m in candidates}
-            and r.get("speedup") is not None]
-    batches = sorted({r["batch"] for r in rows})
-    rows = [r for r in rows if r["batch"] == (1 if 1 in batches else (batches[0] if batches else None))]
-    best = max(rows, key=lambda r: r["speedup"], default=None)
-    chosen = next(m for m in candidates if m["name"] == best["model"]) if best else candidates[0]
-    label = keep_label(chosen) if chosen.get("keep_flops") is not None else f"{k:g}"
-    who = f"keep {label}" if len(candidates) == 1 else f"{chosen['name']} (keep {label})"
-    parts = []
-    if best is not None:
-        batch = "" if best["batch"] == 1 else f" at batch {best['batch']}"
-        parts.append(f"{_fmt_speed(best['speedup'])} on {runtime_label(best['runtime'])}{batch}")
-    elif chosen.get("flops_ratio"):
-        parts.append(f"{1 / chosen['flops_ratio']:.1f}x fewer FLOPs (latency not measured)")
-    delta = best["accuracy_delta_points"] if best is not None else chosen.get("accuracy_delta_points")
-    if delta is not None:
-        parts.append(f"{delta:+.1f} points")
-    return f"{who}: " + (", ".join(parts) if parts else "nothing measured")
-
-
-def _si(v, unit="") -> str:
-    if v is None:
-        return "-"
-    v = float(v)
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            return f"{v / div:.3g} {suffix}{unit}"
-    return f"{v:.3g} {unit}".rstrip()
-
-
-def _ms(v) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
-
-
-def _f(v, spec) -> str:
-    return "-" if v is None else format(v, spec)
-
-
-TABLE_COLUMNS = ("model", "keep", "blocks", "accuracy %", "Δ points", "params", "FLOPs", "FLOPs ratio",
-                 "runtime", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "latency ratio", "speedup", "runs")
-
-
-def render_table(report: dict) -> list[dict[str, str]]:
-    """Rows of display strings, keyed by ``TABLE_COLUMNS``, one per model x runtime x batch.
-
-    A model without latency records gets one row with "-" latencies.
-    """
-    out = []
-    rows_by_model: dict[str, list[dict]] = {}
-    for r in report.get("rows") or []:
-        rows_by_model.setdefault(r["model"], []).append(r)
-    for m in report.get("models") or []:
-        rows = rows_by_model.get(m["name"]) or [{
-            "accuracy": m.get("accuracy"), "accuracy_delta_points": m.get("accuracy_delta_points"),
-            "runtime": None, "batch": None, "threads": None}]
-        for r in sorted(rows, key=lambda r: (str(r["runtime"]), r["batch"] or 0, r["threads"] or 0)):
-            acc = r.get("accuracy")
-            out.append({
-                "model": m["name"] + (" *" if m.get("is_baseline") else ""),
-                "keep": keep_label(m),
-                "blocks": _f(m.get("blocks"), "d"),
-                "accuracy %": _f(None if acc is None else acc * 100, ".2f"),
-                "Δ points": _f(r.get("accuracy_delta_points"), "+.2f"),
-                "params": _si(m.get("params")),
-                "FLOPs": _si(m.get("flops")),
-                "FLOPs ratio": _f(m.get("flops_ratio"), ".3f"),
-                "runtime": runtime_label(r["runtime"]) if r["runtime"] else "-",
-                "batch": _f(r["batch"], "d"),
-                "threads": _f(r["threads"], "d"),
-                "p50 ms": _ms(r.get("latency_ms_p50")),
-                "p90 ms": _ms(r.get("latency_ms_p90")),
-                "p99 ms": _ms(r.get("latency_ms_p99")),
-                "latency ratio": _f(r.get("latency_ratio"), ".3f"),
-                "speedup": _f(r.get("speedup"), ".2f") + ("x" if r.get("speedup") is not None else ""),
-                "runs": _f(r.get("runs"), "d"),
-            })
-    return out
-
-
-def keep_label(m: dict) -> str:
-    """The keep column: ``F0.52`` (FLOPs ratio) for a model pruned to a FLOPs budget, else its keep ratio."""
-    if m.get("keep_flops") is not None:
-        return f"F{m['keep_flops']:.2f}"
-    return _f(m.get("keep"), "g")

@@ -25,6 +25,16 @@ class Context:
     input_shape: tuple = ()
     data: object = None   # a compress.data.ModelData, for activation-based criteria
     seed: int = 0
+    adapted: bool = True  # False: an adaptive schedule that never left its warm-up (survival is then noise)
+
+    @property
+    def survival_informative(self) -> bool:
+        """Survival says something beyond the schedule only under an adaptive schedule that adapted."""
+        return self.schedule == "adaptive" and self.adapted
+
+
+NO_STATS_CRITERIA = ("every-other", "last", "random", "block-influence", "angular")
+MIN_DROPPED = 20   # dropped samples per unit below which its importance is too noisy to rank on
 
 
 def _need_stats(ctx: Context, name: str):
@@ -32,6 +42,27 @@ def _need_stats(ctx: Context, name: str):
         raise CompressError(f"criterion {name!r} needs survival statistics, which this model lacks; produce them "
                             "by training with `drop_path_rate` 0.2 and `schedule` adaptive (`compress train`)",
                             param=("drop_path_rate", "schedule"))
+    if name in ("survival", "importance") and all(s.get("importance") is None for s in ctx.stats):
+        raise CompressError(f"criterion {name!r} needs survival statistics, but this model's are empty (no unit was "
+                            "ever dropped: trained 0 epochs, or at drop rate 0): train with DropPath first, or use a "
+                            f"criterion that needs none: {', '.join(NO_STATS_CRITERIA)}", param="criterion")
+
+
+def evidence_warnings(ctx: Context, criterion: str) -> list[str]:
+    """One line per reason to doubt a ranking by ``criterion`` on these statistics (empty: none)."""
+    out = []
+    if criterion == "survival" and ctx.stats and not ctx.survival_informative:
+        why = ("the adaptive schedule never adapted" if ctx.schedule == "adaptive"
+               else f"under the {ctx.schedule or 'recorded'} schedule survival only mirrors the drop rates")
+        out.append(f"survival carries no information here ({why}): the blocks were ranked by importance instead")
+    if criterion in ("survival", "importance") and ctx.stats:
+        thin = [s.get("block") for s in ctx.stats if s is not None
+                and 0 < (s.get("samples_seen") or 0) - (s.get("samples_kept") or 0) < MIN_DROPPED]
+        if thin:
+            out.append(f"{len(thin)} of {len(ctx.stats)} units were dropped on fewer than {MIN_DROPPED} samples "
+                       f"({', '.join(map(str, thin[:4]))}{', ...' if len(thin) > 4 else ''}): their importance is "
+                       "noise; train longer or at a higher drop rate")
+    return out
 
 
 def _value(s, key, missing):
@@ -49,7 +80,7 @@ def survival_costs(ctx: Context) -> list[float]:
     block; one the network was trained to live without survived rarely); under a fixed schedule, where
     survival only mirrors the schedule, the importance."""
     _need_stats(ctx, "survival")
-    if ctx.schedule != "adaptive":
+    if not ctx.survival_informative:
         return importance_costs(ctx)
     return [round(_value(s, "survival_rate", 1.0), 2) for s in ctx.stats]
 
@@ -61,7 +92,7 @@ def by_survival(ctx: Context, n: int) -> list[int]:
     """
     _need_stats(ctx, "survival")
     imp = importance_costs(ctx)
-    if ctx.schedule != "adaptive":
+    if not ctx.survival_informative:
         return _lowest(imp, n)
     surv = survival_costs(ctx)
     order = sorted(range(len(surv)), key=lambda i: (surv[i], imp[i]))

@@ -19,6 +19,24 @@ def loader_accuracy(run, loader) -> float:
     return right / total if total else math.nan
 
 
+def loader_correct(run, loader) -> np.ndarray:
+    """Per image of one pass of an evaluation loader, in order: whether ``run`` classified it right."""
+    out = [np.asarray(run(x)).argmax(1) == y.numpy() for x, y in loader]
+    return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+
+
+def split_correct(run, data, split: str, batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """Per image of a split of ``data``, in order: whether ``run`` classified it right (the paired
+    comparisons of :mod:`compress.measure.uncertainty` need it image by image)."""
+    if data.size(split) == 0:
+        return np.zeros(0, dtype=bool)
+    loader = data.loader(split, batch_size)
+    try:
+        return loader_correct(run, loader)
+    finally:
+        loader.close()
+
+
 def model_runner(model):
     """``model`` as a ``run`` for :func:`loader_accuracy`: eval mode, no gradients, numpy logits."""
     def run(x):

@@ -137,6 +137,19 @@ class Adaptive(Schedule):
 SCHEDULES = {"uniform": Uniform, "linear": Linear, "adaptive": Adaptive}
 
 
+def never_adapted(schedule: dict | None, history: list | None) -> str | None:
+    """Why a run's adaptive schedule never adapted (every epoch drew the same rate for every unit: the run
+    ended within its warm-up), or None when it adapted, was not adaptive, or did not record its rates."""
+    if not schedule or schedule.get("name") != "adaptive":
+        return None
+    rates = [r["rates"] for r in history or [] if isinstance(r, dict) and r.get("rates")]
+    if not rates or any(max(r) - min(r) > 1e-9 for r in rates):
+        return None
+    return (f"the adaptive schedule never adapted: all {len(rates)} epoch(s) ran at one rate for every unit "
+            "(the warm-up is max(1, epochs // 5) epochs unless `warmup_epochs` says otherwise; train at least "
+            "5 epochs)")
+
+
 def make_schedule(name: str, n_blocks: int, rate: float, **opts) -> Schedule:
     if name not in SCHEDULES:
         raise CompressError(f"unknown schedule {name!r}: use one of {', '.join(SCHEDULES)}", param="schedule")

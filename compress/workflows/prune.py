@@ -20,7 +20,8 @@ import paddle
 from ..graph.blocks import compile_pattern, explain_no_blocks
 from ..graph.branches import Branch, check_granularity, sidecar_fields, surgery_plan, units_with_flops
 from ..training.checkpoint import Checkpointing, checkpoint_path, remove_checkpoint, room_needed
-from ..pruning.criteria import BLOCK_ONLY_CRITERIA, DATA_CRITERIA, STATS_CRITERIA, DEFAULT_CRITERION, Context, select
+from ..pruning.criteria import (BLOCK_ONLY_CRITERIA, DATA_CRITERIA, DEFAULT_CRITERION, STATS_CRITERIA, Context,
+                                evidence_warnings, select)
 from ..data import DataOptions, ModelData, stored_source
 from ..training.distributed import data_parallel, world
 from ..common.errors import CompressError
@@ -31,7 +32,7 @@ from ..model.bundle import ModelBundle, check_num_classes, load_model, save_mode
 from ..model.paths import Output, check_outputs, check_room, data_inputs, model_inputs, model_outputs
 from ..pruning.planning import PruneTarget, flops_budget
 from ..common.progress import NULL, Progress
-from ..training.schedules import n_keep
+from ..training.schedules import n_keep, never_adapted
 from ..model.sidecar import LineageStep, Sidecar
 from ..graph.surgery import SELF_CHECK_IMAGES, RemovalCheck, RemovedUnit, check_removal, remove_blocks, remove_branches
 from ..training.config import FitConfig
@@ -109,6 +110,7 @@ class PrunePlan:
     removed: list[RemovedUnit] = field(default_factory=list)
     granularity: str = "block"
     remove_branches: list[dict] = field(default_factory=list)   # branches whose body goes (the rest of a block)
+    warnings: list[str] = field(default_factory=list)   # reasons to doubt the ranking (weak statistics)
 
     @property
     def flops_ratio(self) -> float:
@@ -208,9 +210,11 @@ def _criterion_context(bundle: ModelBundle, found: list, data, seed: int, granul
         raise CompressError(f"criterion {criterion!r} needs survival statistics per {granularity}, but this model's "
                             f"were recorded per {recorded}: prune with `granularity` {recorded}, or train with "
                             f"`granularity` {granularity}", param=("granularity", "criterion"))
+    training = bundle.sidecar.training or {}
     return Context(blocks=found, stats=[by_path.get(b.path) for b in found] if stats else None,
                    schedule=bundle.sidecar.schedule.get("name"), model=bundle.model,
-                   input_shape=bundle.input_shape, data=data, seed=seed)
+                   input_shape=bundle.input_shape, data=data, seed=seed,
+                   adapted=never_adapted(bundle.sidecar.schedule, training.get("history")) is None)
 
 
 def _removal(target: PruneTarget, criterion: str, ctx: Context, total: int) -> tuple[list[int], str]:
@@ -258,7 +262,8 @@ def plan(bundle: ModelBundle, keep=None, blocks=None, criterion=DEFAULT_CRITERIO
                      params_before=params, params_after=params - sum(b.params for b in gone),
                      flops_before=total, flops_after=total - sum(b.flops for b in gone), keep_flops=keep_flops,
                      removed=[u.removed_unit() for u in gone], granularity=granularity,
-                     remove_branches=[b.removal() for b in surgery.branches])
+                     remove_branches=[b.removal() for b in surgery.branches],
+                     warnings=evidence_warnings(ctx, criterion) if target.blocks is None else [])
 
 
 # --------------------------------------------------------------------------- prune
@@ -427,6 +432,8 @@ def prune(model_path, keep: float | None = None, blocks: list[int] | None = None
         teacher.sidecar = teacher.sidecar.replace(blocks_from=blocks_from)
     source, ds = _healing_data(teacher, data, heal, criterion, data_options)
     p = plan(teacher, keep, blocks, criterion, heal.seed, ds, keep_flops, granularity)
+    for w in p.warnings:
+        progress.log(f"warning: {w}")
     out = _out_path(model_path, out, p, source, export_dir)
     p.out = str(out)
     if dry_run:

@@ -26,7 +26,7 @@ from ..measure.reporting import build_report
 from ..measure.rendering import write_report
 from ..runtimes import INT8_RUNTIMES, make_runner
 from ..runtimes.layout import EXPORT_JSON
-from ..training.evaluate import accuracy, split_accuracy
+from ..training.evaluate import model_runner, split_correct
 from ..export.verify import check_export, verify_export
 
 REPORT_FILES = ("report.json", "report.md", "report.html", "pareto.png")  # what reporting.write_report writes
@@ -71,7 +71,8 @@ def _evaluate(path, data: str | None) -> tuple[dict, object]:
     sc = bundle.sidecar
     source = data or sc.data_source
     ds = ModelData.of_model(bundle, source) if source else None
-    acc = accuracy(bundle.model, ds, "test") if ds is not None else None
+    correct = split_correct(model_runner(bundle.model), ds, "test") if ds is not None else None
+    acc = float(correct.mean()) if correct is not None and correct.size else None
     steps = sc.prune_steps
     flops, _ = count_flops(bundle.model, bundle.input_shape)
     budgeted = any(s.get("keep_flops") is not None for s in steps)
@@ -79,13 +80,14 @@ def _evaluate(path, data: str | None) -> tuple[dict, object]:
             "keep": steps[-1]["keep_total"] if steps else 1.0,
             "keep_flops": steps[-1].get("flops_ratio_total") if budgeted else None,
             "parent": model_name(steps[-1]["parent"]) if steps else None,
-            "accuracy": acc, "params": count_params(bundle.model), "flops": flops,
-            "blocks": len(sc.blocks), "data": source,
+            "accuracy": acc, "correct": correct, "test_images": int(correct.size) if correct is not None else None,
+            "split": "test", "input_shape": list(bundle.input_shape),
+            "params": count_params(bundle.model), "flops": flops, "blocks": len(sc.blocks), "data": source,
             "removed": [u.get("label") or u.get("unit") for u in sc.removed_units]}, ds
 
 
 def model_entry(path, data: str | None = None) -> dict:
-    """Accuracy, size and lineage of one model (no latency yet)."""
+    """Accuracy, size and lineage of one model (no latency yet); ``correct``: per test image, right or not."""
     return _evaluate(path, data)[0]
 
 
@@ -94,23 +96,58 @@ def int8_runtimes(export_dir: Path) -> list[str]:
     return [rt for rt, rel in INT8_RUNTIMES.values() if (Path(export_dir) / rel).is_file()]
 
 
-def _int8_accuracy(runtime: str, export_dir: Path, ds) -> float | None:
-    """Test accuracy of an export's INT8 model on ``runtime`` (the report's rows carry it)."""
+def _int8_correct(runtime: str, export_dir: Path, ds):
+    """Per test image, whether an export's INT8 model on ``runtime`` got it right (the report's rows carry
+    its accuracy, interval and paired difference); None without test data."""
     if ds is None:
         return None
     runner = make_runner(runtime, export_dir, threads=1)
-    return split_accuracy(lambda x: batched(runner.run, x.numpy(), "dynamic"), ds, "test")
+    return split_correct(lambda x: batched(runner.run, x.numpy(), "dynamic"), ds, "test")
 
 
-def _prepare(p: Path, out_dir: Path, data, export, progress: Progress) -> tuple[dict, list]:
-    """One model: evaluated, exported (and verified), its INT8 models scored; (entry, timing targets)."""
+def given_export(path) -> tuple[Path, Path | None]:
+    """(model, export directory) for one of ``report``'s arguments: a model file (no export yet), or an
+    export directory that ``export`` or ``prune --export`` wrote, whose model is the one its export.json names."""
+    path = Path(path)
+    if not (path.is_dir() and (path / EXPORT_JSON).is_file()):
+        return path, None
+    try:
+        source = (json.loads((path / EXPORT_JSON).read_text()).get("source") or {}).get("path")
+    except (OSError, ValueError, AttributeError):
+        source = None
+    if not source or not Path(source).is_file():
+        raise CompressError(f"{path}: its {EXPORT_JSON} names no model file that exists ({source!r}); give the "
+                            "model instead")
+    return Path(source), path
+
+
+def _reused(p: Path, export_dir: Path, progress: Progress) -> dict:
+    """A given export directory, checked to be a verified export of ``p`` with both runtimes the report times."""
+    problems = verify_export(export_dir, p)
+    if problems:
+        raise CompressError(f"{export_dir}: not a verified export of {p}: {problems[0]}")
+    info = json.loads((export_dir / EXPORT_JSON).read_text())
+    if not {"paddle", "onnx"} <= set(info.get("formats") or []):
+        raise CompressError(f"{export_dir}: the report times Paddle Inference and ONNX Runtime, but this export has "
+                            f"{', '.join(info.get('formats') or []) or 'no format'}; export with both")
+    progress.log(f"{export_dir}: a verified export of {p}, reused")
+    return info
+
+
+def _prepare(p: Path, out_dir: Path, data, export, progress: Progress, given: Path | None = None) -> tuple[dict, list]:
+    """One model: evaluated, exported (and verified) unless ``given`` a verified export of it, its INT8 models
+    scored; (entry, timing targets)."""
     progress.log(f"evaluating {p}")
     entry, ds = _evaluate(p, data)
-    export_dir = out_dir / "exports" / entry["name"]
-    info = ensure_export(p, export_dir, export, progress=progress)
-    entry["export_dir"] = str(export_dir.relative_to(out_dir))  # relative to the report directory
+    export_dir = given.resolve() if given is not None else out_dir / "exports" / entry["name"]
+    info = _reused(p, export_dir, progress) if given is not None else ensure_export(p, export_dir, export,
+                                                                                    progress=progress)
+    # relative to the report directory (a reused export: where it is)
+    entry["export_dir"] = str(export_dir if given is not None else export_dir.relative_to(out_dir))
     entry["file_sizes"] = {f: v.get("bytes") for f, v in info["files"].items()}
-    entry["int8_accuracy"] = {rt: _int8_accuracy(rt, export_dir, ds) for rt in int8_runtimes(export_dir)}
+    entry["int8_correct"] = {rt: _int8_correct(rt, export_dir, ds) for rt in int8_runtimes(export_dir)}
+    entry["int8_accuracy"] = {rt: float(c.mean()) if c is not None and c.size else None
+                              for rt, c in entry["int8_correct"].items()}
     targets = [(entry["name"], rt, export_dir) for rt in ("paddle", "onnxruntime", *entry["int8_accuracy"])]
     return entry, targets
 
@@ -135,11 +172,16 @@ def report(models: list, out_dir, data: str | None = None, threads: int = TIMING
            progress: Progress = NULL, export: ExportOptions | None = None) -> dict:
     """Measure ``models`` and write report.json, report.md, report.html and pareto.png into ``out_dir``.
 
+    ``models``: weights files, or export directories (``compress export``, ``prune --export``): an export
+    that verifies against the model its export.json names is timed where it is, not exported again.
+
     ``export``: how each model is exported and verified first (tolerances, INT8); its formats must
     include ``paddle`` and ``onnx``, the runtimes timed. An export with an INT8 model adds rows for
     its INT8 runtime (``ONNX Runtime (int8)``, ``Paddle Inference (int8)``), with that model's accuracy.
     """
-    paths = _check(models, batch_sizes, threads)
+    resolved = [given_export(m) for m in models or []]
+    paths = _check([m for m, _ in resolved], batch_sizes, threads)
+    given = {p: e for p, (_, e) in zip(paths, resolved)}
     if export is not None and not {"paddle", "onnx"} <= set(export.formats):
         raise CompressError("the report times Paddle Inference and ONNX Runtime: `formats` must include paddle "
                             "and onnx", param="formats")
@@ -149,7 +191,7 @@ def report(models: list, out_dir, data: str | None = None, threads: int = TIMING
     created = not os.path.lexists(out_dir)
     try:
         return _report(paths, out_dir, data, threads, batch_sizes, warmup, min_runs, max_seconds, onednn, progress,
-                       export)
+                       export, given)
     except BaseException:
         if created:   # a report that did not finish leaves nothing of its own behind (its exports included)
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -157,24 +199,28 @@ def report(models: list, out_dir, data: str | None = None, threads: int = TIMING
 
 
 def _report(paths, out_dir: Path, data, threads, batch_sizes, warmup, min_runs, max_seconds, onednn,
-            progress: Progress, export) -> dict:
+            progress: Progress, export, given: dict | None = None) -> dict:
     entries, targets = [], []
     for p in paths:
-        entry, more = _prepare(p, out_dir, data, export, progress)
+        entry, more = _prepare(p, out_dir, data, export, progress, (given or {}).get(p))
         entries.append(entry)
         targets += more
     for p, e in zip(paths, entries):  # unchanged since it was verified (or exported): what is timed is the model
         check_export(out_dir / e["export_dir"], p)
+    load_before = os.getloadavg()[0]
     records = measure_latency_isolated(targets, batch_sizes=batch_sizes, threads=threads, warmup=warmup,
                                        min_runs=min_runs, max_seconds=max_seconds, onednn=onednn, progress=progress)
+    load = [round(load_before, 2), round(os.getloadavg()[0], 2)]   # 1-minute load average before and after
     by_label = group_by_label(records)
     for e in entries:
         e["runtimes"] = by_label.get(e["name"], [])
+        int8_correct = e.pop("int8_correct")
         for r in e["runtimes"]:
             if r["runtime"] in e["int8_accuracy"]:
                 r["accuracy"] = e["int8_accuracy"][r["runtime"]]
+                r["correct"] = int8_correct[r["runtime"]]
     baseline = next((e["name"] for e in entries if e["parent"] is None), None)
     rep = build_report(entries, machine_info(threads), baseline_name=baseline,
-                       settings={"min_runs_asked": min_runs, "max_seconds": max_seconds})
+                       settings={"min_runs_asked": min_runs, "max_seconds": max_seconds, "load_average": load})
     rep["files"] = {k: str(v) for k, v in write_report(rep, out_dir).items()}
     return rep

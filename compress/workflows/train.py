@@ -21,6 +21,7 @@ from ..model.sidecar import LineageStep, Sidecar, read_sidecar
 from ..training.config import FitConfig, FitResult
 from ..training.evaluate import accuracy
 from ..training.loop import fit, seed_everything
+from ..training.schedules import never_adapted
 from ..model.weights import check_weights_path
 
 @dataclass
@@ -164,4 +165,24 @@ def train(out, arch: str | None = None, arch_kwargs: dict | None = None, init=No
         save_model(model, out, sidecar)
         remove_checkpoint(ck.path)
     progress.log(f"wrote {out} (test accuracy {sidecar.metrics['test_accuracy']:.4f})")
+    for w in train_warnings(sidecar):
+        progress.log(f"warning: {w}")
     return sidecar
+
+
+MIN_TEST_IMAGES = 100   # below this a test accuracy moves in steps of more than one point
+
+
+def train_warnings(sidecar: Sidecar) -> list[str]:
+    """One line per reason to doubt what a trained model's sidecar reports: an adaptive schedule that never
+    adapted (its survival statistics carry nothing), a test split too small to measure accuracy on."""
+    out = []
+    training = sidecar.training or {}
+    why = never_adapted(training.get("schedule"), training.get("history"))
+    if why:
+        out.append(f"{why}; survival then carries no information (prune ranks by importance)")
+    n = (sidecar.data or {}).get("test")
+    if isinstance(n, int) and n < MIN_TEST_IMAGES:
+        out.append(f"only {n} test images: the test accuracy moves in steps of {100 / max(n, 1):.1f} points and "
+                   "cannot tell models apart by less than that; use more images")
+    return out
