@@ -127,18 +127,18 @@ def test_nan_becomes_null(entries, tmp_path):
 
 def test_headline(entries):
     rep = build_report(entries, MACHINE)
-    assert rep["headline"] == "keep 0.5: 2.0x faster on ONNX Runtime, -0.9 points"
+    assert rep["headline"] == "keep 0.5 (4 of 8 blocks): 2.0x faster on ONNX Runtime (batch 1, 1 thread, the fastest of 2 runtimes), -0.9 points"
     assert headline(rep) == rep["headline"]
     # only the original: nothing to compare
     assert "no pruned model" in headline(build_report(entries[1:2], MACHINE))
     # batch 1 missing: the smallest measured batch, said so
     only32 = [dict(e, runtimes=[r for r in e["runtimes"] if r["batch"] == 32]) for e in entries]
-    assert build_report(only32, MACHINE)["headline"] == "keep 0.5: 2.5x faster on ONNX Runtime at batch 32, -0.9 points"
+    assert build_report(only32, MACHINE)["headline"] == "keep 0.5 (4 of 8 blocks): 2.5x faster on ONNX Runtime (batch 32, 1 thread, the fastest of 2 runtimes), -0.9 points"
     # slower is said as slower (the least slow runtime is named)
     for r in entries[2]["runtimes"]:
         r["latency_ms_p50"] *= 10
     rep = build_report(entries, MACHINE)
-    assert rep["headline"] == "keep 0.5: 5.0x slower on ONNX Runtime, -0.9 points"
+    assert rep["headline"] == "keep 0.5 (4 of 8 blocks): 5.0x slower on ONNX Runtime (batch 1, 1 thread, the fastest of 2 runtimes), -0.9 points"
 
 
 def test_write_report_files(entries, tmp_path):

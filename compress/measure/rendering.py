@@ -207,7 +207,7 @@ def render_markdown(report: dict) -> str:
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1400px}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}
-th,td{border:1px solid #ccc;padding:3px 8px}th{background:#f2f2f2}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #ccc;padding:3px 8px;white-space:nowrap}th{background:#f2f2f2}td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.base td{background:#fbf7e6}.headline{font-size:1.2em;font-weight:600}img{max-width:100%}
 """
 

@@ -318,7 +318,9 @@ def _evidence_notes(report: dict) -> list[str]:
                    "(same images), '(noise)' where McNemar's exact test gives p >= 0.05: the test split cannot "
                    "tell the two models apart.")
     load, cores = report["settings"].get("load_average"), report["machine"].get("usable_cores")
-    if load and cores and max(load) > 0.5 * cores:
+    # the 1-minute load average lags: the report's own evaluation and export count in it before timing, so only
+    # a load of at least the usable cores (more runnable work than cores) says that others competed
+    if load and cores and max(load) >= cores:
         out.append(f"WARNING: the machine was busy while timing (load average {max(load):.1f} on {cores} usable "
                    "cores, before/after): latencies and ratios may be off; re-time on an idle machine.")
     spread = sorted({f"{r['model']} on {runtime_label(r['runtime'])} batch {r['batch']}" for r in report["rows"]
@@ -352,6 +354,8 @@ def _notes(report: dict) -> list[str]:
         else:
             notes.append("The models were not measured in alternation: drift between their measurements "
                          "is not cancelled out.")
+        notes.append("Precision is FP32 unless the runtime says int8; ONNX Runtime ran on its CPUExecutionProvider, "
+                     "Paddle Inference on the CPU.")
         onednn = s.get("onednn") or []
         if onednn:
             notes.append("Paddle Inference ran with oneDNN " + (" and ".join("on" if v else "off" for v in onednn)) + ".")

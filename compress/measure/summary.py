@@ -47,12 +47,16 @@ def headline(report: dict) -> str:
     rows = [r for r in rows if r["batch"] == (1 if 1 in batches else (batches[0] if batches else None))]
     best = max(rows, key=lambda r: r["speedup"], default=None)
     chosen = next(m for m in candidates if m["name"] == best["model"]) if best else candidates[0]
-    label = keep_label(chosen) if chosen.get("keep_flops") is not None else f"{k:g}"
+    label = _keep_cell(chosen, base)   # what was kept: ``0.8 (4 of 5 blocks)``
     who = f"keep {label}" if len(candidates) == 1 else f"{chosen['name']} (keep {label})"
     parts = []
     if best is not None:
-        batch = "" if best["batch"] == 1 else f" at batch {best['batch']}"
-        parts.append(f"{_fmt_speed(best['speedup'])} on {runtime_label(best['runtime'])}{batch}")
+        # the same rule every run: the largest speed-up at the smallest batch, saying among how many runtimes
+        n_rt = len({r["runtime"] for r in rows})
+        among = f", the fastest of {n_rt} runtimes" if n_rt > 1 else ""
+        threads = f", {best['threads']} thread{'s' if best['threads'] != 1 else ''}" if best.get("threads") else ""
+        parts.append(f"{_fmt_speed(best['speedup'])} on {runtime_label(best['runtime'])} "
+                     f"(batch {best['batch']}{threads}{among})")
     elif chosen.get("flops_ratio"):
         parts.append(f"{1 / chosen['flops_ratio']:.1f}x fewer FLOPs (latency not measured)")
     delta = best["accuracy_delta_points"] if best is not None else chosen.get("accuracy_delta_points")
