@@ -114,7 +114,7 @@ def test_demo_on_the_shipped_cnn(tmp_path):
 def test_demo_command_end_to_end(tmp_path):
     res = invoke("demo", "--out", tmp_path / "demo")
     assert res.exit_code == 0, res.output
-    assert "keep 0.5:" in res.stdout and "report.html" in res.stdout
+    assert "keep 0.5 (4 of 8 blocks):" in res.stdout and "report.html" in res.stdout
 
 
 @pytest.mark.slow  # over 25 s on 2 cores; the full suite runs it
