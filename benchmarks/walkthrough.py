@@ -23,16 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def _step(name: str, args: list[str], steps: list[dict]) -> None:
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -57,6 +47,8 @@ def main() -> None:
     import paddle  # the random-weight "pretrained" checkpoint
     from paddle.vision.models import resnet18
 
+    from compress.measure.latency import cpu_features
+
     w = a.work
     if w.exists():
         sys.exit(f"{w} exists: give another --work")
@@ -76,7 +68,7 @@ def main() -> None:
     _step("report", ["report", str(w / "r18.pdparams"), str(w / "r18_k075"), "--out", str(w / "report"),
                      "--seconds", str(a.seconds)], steps)
     rep = json.loads((w / "report" / "report.json").read_text())
-    result = {"cpu": _cpu(), "cores": os.cpu_count(), "images": a.images, "train_epochs": a.train_epochs,
+    result = {"cpu": cpu_features()["model"], "cores": os.cpu_count(), "images": a.images, "train_epochs": a.train_epochs,
               "heal_epochs": a.heal_epochs, "steps": steps, "headline": rep["headline"]}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "walkthrough.json").write_text(json.dumps(result, indent=2) + "\n")
